@@ -173,7 +173,8 @@ func (h *Hierarchy) path(controller, rel string) string {
 	return filepath.Join(h.v1[controller], rel)
 }
 
-// EnsureParent creates the cgroup rel and its ancestors where plab writes
+// EnsureParent readies cgroup rel to hold child cgroups (it must then hold
+// no processes itself): it creates rel and its ancestors where plab writes
 // to them, and on v2 enables the controllers slivers need in every
 // ancestor's cgroup.subtree_control, rel's own included.
 func (h *Hierarchy) EnsureParent(rel string) error {

@@ -233,7 +233,9 @@ func TestRealUnified(t *testing.T) {
 func testKillCycle(t *testing.T, h *Hierarchy) {
 	rel := "plabtest-" + strconv.Itoa(os.Getpid()) + "/child"
 	t.Cleanup(func() { _ = h.Remove(filepath.Dir(rel)) })
-	if err := h.EnsureParent(rel); err != nil && h.Version() == V1 {
+	// The parent holds children; processes live only in the leaf (cgroup
+	// v2 forbids processes in a group that delegates controllers).
+	if err := h.EnsureParent(filepath.Dir(rel)); err != nil && h.Version() == V1 {
 		t.Fatalf("EnsureParent: %v", err)
 	}
 	procsDir := h.path("pids", rel)
