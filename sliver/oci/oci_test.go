@@ -1,0 +1,402 @@
+//go:build linux
+
+package oci
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/testenv"
+	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/sliver/cgroups"
+	"github.com/plab/plab/sliver/slivertest"
+)
+
+// TestMain lets the test binary act as a second plab process, for the
+// kill -9 tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("PLAB_TEST_HELPER") != "" {
+		os.Exit(helperMain())
+	}
+	os.Exit(m.Run())
+}
+
+var harnessSeq atomic.Uint32
+
+// testConfig is a backend configuration private to one test: its own
+// directories, cgroup parent and ID ranges. Everything it made is removed,
+// and checked gone, when the test ends.
+func testConfig(t *testing.T) Config {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "runc", "mkfs.btrfs", "busybox")
+	dir := t.TempDir()
+	for d := dir; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o711) // slivers must reach their root filesystems
+	}
+	n := harnessSeq.Add(1)
+	cfg := Config{
+		StateDir:       filepath.Join(dir, "state"),
+		RunDir:         filepath.Join(dir, "run"),
+		CgroupParent:   fmt.Sprintf("plabtest-%d-%d", os.Getpid(), n),
+		UIDBase:        0x70000000 + (uint32(os.Getpid())%64)*0x400000 + n*0x100000,
+		MaxSlivers:     16,
+		LayerImageSize: 2 << 30,
+		Log:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	t.Cleanup(func() {
+		if err := Cleanup(context.Background(), cfg); err != nil {
+			t.Errorf("Cleanup: %v", err)
+		}
+		if left := hostObjects(t, cfg); len(left) > 0 {
+			t.Errorf("after Cleanup the host still holds:\n%s", strings.Join(left, "\n"))
+		}
+	})
+	return cfg
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// hostObjects lists the kernel objects and runtime state of cfg's backend:
+// mounts under its state dir, loop devices backed by its files, cgroups under
+// its parent, processes in them and runtime containers.
+func hostObjects(t *testing.T, cfg Config) []string {
+	t.Helper()
+	var objs []string
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], cfg.StateDir) {
+			objs = append(objs, "mount "+f[4])
+		}
+	}
+	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, l := range loops {
+		if b, _ := os.ReadFile(l); strings.HasPrefix(string(b), cfg.StateDir) {
+			objs = append(objs, "loop "+strings.TrimSpace(string(b)))
+		}
+	}
+	cg, err := cgroups.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range cg.Dirs(cfg.CgroupParent) {
+		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				objs = append(objs, "cgroup "+p)
+			}
+			return nil
+		})
+	}
+	procs, _ := cg.Procs(cfg.CgroupParent)
+	for _, p := range procs {
+		objs = append(objs, fmt.Sprintf("process %d", p))
+	}
+	ents, _ := os.ReadDir(filepath.Join(cfg.RunDir, "runc"))
+	for _, e := range ents {
+		objs = append(objs, "runtime container "+e.Name())
+	}
+	return objs
+}
+
+// snapshot adds the backend's files to hostObjects: sliver directories,
+// layers and exec leftovers.
+func snapshot(t *testing.T, cfg Config) []string {
+	objs := hostObjects(t, cfg)
+	for _, d := range []string{"slivers", "layers"} {
+		ents, _ := os.ReadDir(filepath.Join(cfg.StateDir, d))
+		for _, e := range ents {
+			objs = append(objs, d+"/"+e.Name())
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(cfg.RunDir, "exec"))
+	for _, e := range ents {
+		objs = append(objs, "exec/"+e.Name())
+	}
+	slices.Sort(objs)
+	return objs
+}
+
+func harness(t *testing.T, cfg Config) slivertest.Harness {
+	return slivertest.Harness{
+		Open: func(t *testing.T) sliver.Backend {
+			b, err := New(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			return b
+		},
+		UpperPath: func(name, path string) string {
+			return filepath.Join(cfg.StateDir, "layers", name, "upper", path)
+		},
+		ImagePath: func(image, path string) string {
+			return filepath.Join(cfg.StateDir, "images", image, "rootfs", path)
+		},
+		Snapshot: func(t *testing.T) []string { return snapshot(t, cfg) },
+	}
+}
+
+func TestConformance(t *testing.T) {
+	cfg := testConfig(t)
+	slivertest.Run(t, harness(t, cfg))
+}
+
+// TestKill9 kills the process that created slivers, with SIGKILL; a new
+// process lists the same slivers, execs into them and destroys them,
+// leaving nothing behind.
+func TestKill9(t *testing.T) {
+	cfg := testConfig(t)
+	b, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	before := snapshot(t, cfg)
+
+	helper := startHelper(t, cfg, "create", "k9_a", "k9_b")
+	waitFor(t, helper, "ready")
+	killHelper(t, helper)
+
+	b, err = New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("New after kill -9: %v", err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	list, err := b.List(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("List after kill -9 = %v, %v; want k9_a and k9_b", list, err)
+	}
+	for _, in := range list {
+		if in.State != sliver.Running {
+			t.Errorf("%s is %s after its creator died, want running", in.Name, in.State)
+		}
+		var out strings.Builder
+		code, err := b.Exec(ctx, in.Name, sliver.ExecSpec{Args: []string{"hostname"}, Stdout: &out})
+		if err != nil || code != 0 || strings.TrimSpace(out.String()) != in.Name {
+			t.Errorf("Exec(%s, hostname) = %d %q %v", in.Name, code, out.String(), err)
+		}
+		if err := b.Destroy(ctx, in.Name); err != nil {
+			t.Errorf("Destroy(%s): %v", in.Name, err)
+		}
+	}
+	if diff := diffLines(before, snapshot(t, cfg)); diff != "" {
+		t.Errorf("host objects after destroying the re-adopted slivers:\n%s", diff)
+	}
+}
+
+// TestKill9DuringCreate kills the creating process at arbitrary points of
+// Create and Start; the next process rolls back what was half made and
+// every sliver it reports works.
+func TestKill9DuringCreate(t *testing.T) {
+	cfg := testConfig(t)
+	b, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	before := snapshot(t, cfg)
+	ctx := context.Background()
+	for round, delay := range []time.Duration{0, 3 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 60 * time.Millisecond} {
+		helper := startHelper(t, cfg, "loop", fmt.Sprintf("kd%d", round))
+		waitFor(t, helper, "go")
+		time.Sleep(delay) // the kill lands somewhere in the middle of Create or Start
+		killHelper(t, helper)
+		b, err := New(ctx, cfg)
+		if err != nil {
+			t.Fatalf("round %d: New after kill -9: %v", round, err)
+		}
+		list, _ := b.List(ctx)
+		for _, in := range list {
+			if in.State == sliver.Creating {
+				t.Errorf("round %d: %s still creating after Recover", round, in.Name)
+			}
+			if err := b.Start(ctx, in.Name); err != nil {
+				t.Errorf("round %d: Start(%s) after Recover: %v", round, in.Name, err)
+			} else if code, err := b.Exec(ctx, in.Name, sliver.ExecSpec{Args: []string{"true"}}); code != 0 || err != nil {
+				t.Errorf("round %d: Exec(%s) after Recover = %d, %v", round, in.Name, code, err)
+			}
+			if err := b.Destroy(ctx, in.Name); err != nil {
+				t.Errorf("round %d: Destroy(%s): %v", round, in.Name, err)
+			}
+		}
+		b.Close()
+		t.Logf("round %d (kill after %v): %d slivers recovered", round, delay, len(list))
+	}
+	if diff := diffLines(before, snapshot(t, cfg)); diff != "" {
+		t.Errorf("host objects after the rounds:\n%s", diff)
+	}
+}
+
+func diffLines(before, after []string) string {
+	var out []string
+	for _, s := range after {
+		if !slices.Contains(before, s) {
+			out = append(out, "+ "+s)
+		}
+	}
+	for _, s := range before {
+		if !slices.Contains(after, s) {
+			out = append(out, "- "+s)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+type helperProc struct {
+	cmd  *exec.Cmd
+	out  *bufio.Scanner
+	done chan struct{}
+}
+
+func startHelper(t *testing.T, cfg Config, args ...string) *helperProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PLAB_TEST_HELPER="+strings.Join(args, ","),
+		"PLAB_TEST_STATE="+cfg.StateDir, "PLAB_TEST_RUN="+cfg.RunDir, "PLAB_TEST_CGROUP="+cfg.CgroupParent,
+		fmt.Sprintf("PLAB_TEST_UIDBASE=%d", cfg.UIDBase))
+	cmd.Stderr = testWriter{t}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helperProc{cmd: cmd, out: bufio.NewScanner(out), done: make(chan struct{})}
+	t.Cleanup(func() { killHelper(t, h) })
+	return h
+}
+
+func waitFor(t *testing.T, h *helperProc, want string) {
+	t.Helper()
+	for h.out.Scan() {
+		if h.out.Text() == want {
+			return
+		}
+	}
+	t.Fatalf("helper ended before printing %q", want)
+}
+
+func killHelper(t *testing.T, h *helperProc) {
+	if h.cmd.ProcessState != nil {
+		return
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGKILL)
+	_ = h.cmd.Wait()
+}
+
+// helperMain is the second process: "create NAME..." creates and starts
+// slivers, prints ready and waits to be killed; "loop PREFIX" prints go and
+// creates and starts slivers until it is killed.
+func helperMain() int {
+	args := strings.Split(os.Getenv("PLAB_TEST_HELPER"), ",")
+	var base uint32
+	fmt.Sscan(os.Getenv("PLAB_TEST_UIDBASE"), &base)
+	cfg := Config{
+		StateDir: os.Getenv("PLAB_TEST_STATE"), RunDir: os.Getenv("PLAB_TEST_RUN"),
+		CgroupParent: os.Getenv("PLAB_TEST_CGROUP"), UIDBase: base, MaxSlivers: 16, LayerImageSize: 2 << 30,
+	}
+	ctx := context.Background()
+	b, err := New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	mk := func(name string) error {
+		if _, err := b.Create(ctx, sliver.Spec{Name: name}); err != nil {
+			return err
+		}
+		return b.Start(ctx, name)
+	}
+	switch args[0] {
+	case "create":
+		for _, n := range args[1:] {
+			if err := mk(n); err != nil {
+				fmt.Fprintln(os.Stderr, "helper:", err)
+				return 1
+			}
+		}
+		fmt.Println("ready")
+	case "loop":
+		fmt.Println("go")
+		for i := 0; ; i++ {
+			if err := mk(fmt.Sprintf("%s_%d", args[1], i)); err != nil {
+				fmt.Fprintln(os.Stderr, "helper:", err)
+				break
+			}
+		}
+	}
+	select {}
+}
+
+func TestNewErrors(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		kind error
+		hint string
+	}{
+		{"runtime missing", func(c *Config) { c.Runtime = "no-such-runc" }, errdefs.ErrUnavailable, "apt-get install runc"},
+		{"relative state dir", func(c *Config) { c.StateDir = "state" }, errdefs.ErrInvalid, "absolute"},
+		{"uid base too low", func(c *Config) { c.UIDBase = 1000 }, errdefs.ErrInvalid, "host's own users"},
+		{"id space overflow", func(c *Config) { c.UIDBase = 0xffff0000 }, errdefs.ErrInvalid, "32-bit"},
+		{"bad cgroup parent", func(c *Config) { c.CgroupParent = "/abs/../x" }, errdefs.ErrInvalid, "cgroup parent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg
+			tt.mod(&c)
+			_, err := New(ctx, c)
+			if !errors.Is(err, tt.kind) || !strings.Contains(err.Error(), tt.hint) {
+				t.Errorf("New = %v, want %v mentioning %q", err, tt.kind, tt.hint)
+			}
+		})
+	}
+	t.Run("state dir not searchable", func(t *testing.T) {
+		c := cfg
+		parent := filepath.Join(filepath.Dir(cfg.StateDir), "private")
+		if err := os.Mkdir(parent, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		c.StateDir = filepath.Join(parent, "state")
+		_, err := New(ctx, c)
+		if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "chmod o+x") {
+			t.Errorf("New = %v, want ErrInvalid telling to chmod o+x", err)
+		}
+	})
+	t.Run("second process", func(t *testing.T) {
+		b, err := New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		_, err = New(ctx, cfg)
+		if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
+			t.Errorf("second New = %v, want ErrConflict naming pid %d", err, os.Getpid())
+		}
+	})
+}

@@ -1,0 +1,101 @@
+//go:build linux
+
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Once the runtime has started a sliver and exited, the sliver's init is an
+// orphan. The backend makes its process a child subreaper, so the kernel
+// hands such orphans to it rather than to the host's PID 1, and reaps them
+// the moment they exit: an unreaped init keeps its cgroups busy, and some
+// hosts' PID 1 reaps only every few seconds.
+
+// becomeSubreaper makes this process the reaper of its orphaned
+// descendants: the inits of the slivers it starts.
+func becomeSubreaper() error {
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// initWatch follows one sliver init through a pidfd. done closes when the
+// init has exited (and, if it is this process's child, been reaped).
+type initWatch struct {
+	fd   *os.File
+	done chan struct{}
+}
+
+// watchInit starts following the init with the given PID and start time.
+// The start time guards against a PID the kernel gave to another process.
+func watchInit(pid int, start uint64) (*initWatch, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("watch init %d: %w", pid, err)
+	}
+	if procStart(pid) != start {
+		unix.Close(fd)
+		return nil, fmt.Errorf("watch init %d: %w", pid, unix.ESRCH)
+	}
+	w := &initWatch{fd: os.NewFile(uintptr(fd), "pidfd"), done: make(chan struct{})}
+	rc, err := w.fd.SyscallConn()
+	if err != nil {
+		w.fd.Close()
+		return nil, err
+	}
+	go func() {
+		defer close(w.done)
+		// A pidfd turns readable when its process exits; the poller parks
+		// this goroutine until then, without a thread.
+		_ = rc.Read(func(fd uintptr) bool {
+			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if n, _ := unix.Poll(p, 0); n == 0 {
+				return false
+			}
+			// Reap it if it is ours; ECHILD means another process is its
+			// parent (the init predates this process).
+			var info unix.Siginfo
+			_ = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+			return true
+		})
+	}()
+	return w, nil
+}
+
+// kill sends SIGKILL to the init (the kernel then kills every process of
+// the sliver's PID namespace) and waits until it is gone.
+func (w *initWatch) kill(ctx context.Context) error {
+	rc, err := w.fd.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0)
+	}); err != nil {
+		return err
+	}
+	if serr != nil && !errors.Is(serr, unix.ESRCH) {
+		return fmt.Errorf("kill init: %w", serr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kill init: %w", ctx.Err())
+	}
+}
+
+// close stops following the init.
+func (w *initWatch) close() {
+	if w != nil {
+		w.fd.Close()
+	}
+}
