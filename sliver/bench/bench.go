@@ -1,0 +1,230 @@
+//go:build linux
+
+// Package bench measures slivers on this machine for `plab bench slivers`:
+// creation latency as the node fills up, compared in the same run with the
+// OCI runtime starting the same image bare; exec and destroy latency; and
+// what an idle sliver costs in host memory and disk.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/sliver/oci"
+)
+
+// Options say what to measure.
+type Options struct {
+	// Count is how many slivers to fill the node with (default 1000).
+	Count int
+	// Window is how many creations make one latency sample around each
+	// fill level (default 50).
+	Window int
+	// Baseline is how many bare runtime starts to time (default 50).
+	Baseline int
+	// Progress receives a line now and then (nil: none).
+	Progress io.Writer
+}
+
+// Latency summarizes durations.
+type Latency struct {
+	N   int           `json:"n"`
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+func summarize(d []time.Duration) Latency {
+	if len(d) == 0 {
+		return Latency{}
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	q := func(p float64) time.Duration { return s[int(math.Ceil(p*float64(len(s))))-1] }
+	return Latency{N: len(s), P50: q(0.50), P99: q(0.99), Max: s[len(s)-1]}
+}
+
+// Level is creation latency measured while Live slivers ran.
+type Level struct {
+	Live    int     `json:"live"`
+	Create  Latency `json:"create"`
+	VsBare  float64 `json:"p50_vs_bare"`
+	Exec    Latency `json:"exec"`
+	Runtime string  `json:"-"`
+}
+
+// Report is what Slivers measured.
+type Report struct {
+	Count     int     `json:"count"`
+	Cgroups   string  `json:"cgroups"`
+	Bare      Latency `json:"bare_runtime_start"`
+	Levels    []Level `json:"levels"`
+	Destroy   Latency `json:"destroy"`
+	MemPerSlv int64   `json:"host_memory_bytes_per_idle_sliver"`
+	KernPerSl int64   `json:"kernel_memory_bytes_per_idle_sliver"`
+	LayerPer  int64   `json:"layer_disk_bytes_per_fresh_sliver"`
+	StatePer  int64   `json:"state_disk_bytes_per_sliver"`
+	Elapsed   string  `json:"elapsed"`
+}
+
+// Slivers fills the node behind b with o.Count idle slivers, measuring as it
+// goes, then destroys them. The backend must hold no other slivers.
+func Slivers(ctx context.Context, b *oci.Backend, o Options) (Report, error) {
+	if o.Count <= 0 {
+		o.Count = 1000
+	}
+	if o.Window <= 0 {
+		o.Window = 50
+	}
+	o.Window = min(o.Window, o.Count)
+	if o.Baseline <= 0 {
+		o.Baseline = 50
+	}
+	progress := func(format string, a ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, format+"\n", a...)
+		}
+	}
+	t0 := time.Now()
+	rep := Report{Count: o.Count, Cgroups: fmt.Sprintf("v%d", b.CgroupVersion())}
+	if existing, _ := b.List(ctx); len(existing) > 0 {
+		return rep, fmt.Errorf("the node has %d slivers; benchmark on an empty node (another --state-dir)", len(existing))
+	}
+
+	progress("timing %d bare runtime starts of the same image...", o.Baseline)
+	bare, err := b.BareStarts(ctx, o.Baseline)
+	if err != nil {
+		return rep, fmt.Errorf("bare runtime: %w", err)
+	}
+	rep.Bare = summarize(bare)
+
+	names := make([]string, 0, o.Count)
+	defer func() {
+		for _, n := range names { // on error: leave nothing behind
+			_ = b.Destroy(context.WithoutCancel(ctx), n)
+		}
+	}()
+	levels := []int{1, 100, 1000}
+	windows := map[int]int{} // first index of each level's window
+	for _, l := range levels {
+		if l <= o.Count {
+			windows[l] = max(0, min(l-o.Window/2, o.Count-o.Window))
+		}
+	}
+	if _, ok := windows[o.Count]; !ok {
+		levels = append(levels, o.Count)
+		windows[o.Count] = o.Count - o.Window
+	}
+	memBefore, kernBefore := memUsed()
+	diskBefore, err := b.LayerBytesUsed()
+	if err != nil {
+		return rep, err
+	}
+	creates := make([]time.Duration, o.Count)
+	for i := range o.Count {
+		name := fmt.Sprintf("bench_%04d", i)
+		t := time.Now()
+		if _, err := b.Create(ctx, sliver.Spec{Name: name}); err != nil {
+			return rep, err
+		}
+		names = append(names, name)
+		if err := b.Start(ctx, name); err != nil {
+			return rep, err
+		}
+		creates[i] = time.Since(t)
+		if (i+1)%100 == 0 {
+			progress("%d slivers running", i+1)
+		}
+	}
+	// Exec latency at each level: sampled once the node is full, on the
+	// slivers of the window.
+	for _, l := range levels {
+		w, ok := windows[l]
+		if !ok {
+			continue
+		}
+		lv := Level{Live: l, Create: summarize(creates[w : w+o.Window])}
+		if rep.Bare.P50 > 0 {
+			lv.VsBare = float64(lv.Create.P50) / float64(rep.Bare.P50)
+		}
+		var execs []time.Duration
+		for i := w; i < w+min(o.Window, 20); i++ {
+			t := time.Now()
+			code, err := b.Exec(ctx, names[i], sliver.ExecSpec{Args: []string{"true"}})
+			if err != nil || code != 0 {
+				return rep, fmt.Errorf("exec in %s: status %d, %v", names[i], code, err)
+			}
+			execs = append(execs, time.Since(t))
+		}
+		lv.Exec = summarize(execs)
+		rep.Levels = append(rep.Levels, lv)
+	}
+	memAfter, kernAfter := memUsed()
+	rep.MemPerSlv = (memAfter - memBefore) / int64(o.Count)
+	rep.KernPerSl = (kernAfter - kernBefore) / int64(o.Count)
+	diskAfter, err := b.LayerBytesUsed()
+	if err != nil {
+		return rep, err
+	}
+	rep.LayerPer = (diskAfter - diskBefore) / int64(o.Count)
+	rep.StatePer = b.StateBytes(names[0])
+
+	progress("destroying %d slivers...", o.Count)
+	var destroys []time.Duration
+	for len(names) > 0 {
+		n := names[len(names)-1]
+		t := time.Now()
+		if err := b.Destroy(ctx, n); err != nil {
+			return rep, err
+		}
+		destroys = append(destroys, time.Since(t))
+		names = names[:len(names)-1]
+	}
+	rep.Destroy = summarize(destroys)
+	rep.Elapsed = time.Since(t0).Round(time.Second).String()
+	return rep, nil
+}
+
+// memUsed reads the host's used memory (MemTotal - MemAvailable) and the
+// kernel's own part of it (unreclaimable slab, kernel stacks, page
+// tables), in bytes.
+func memUsed() (used, kernel int64) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, 0
+	}
+	v := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			v[strings.TrimSuffix(f[0], ":")] = n * 1024
+		}
+	}
+	return v["MemTotal"] - v["MemAvailable"], v["SUnreclaim"] + v["KernelStack"] + v["PageTables"]
+}
+
+// Print writes r as a table.
+func (r Report) Print(w io.Writer) {
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + "ms" }
+	fmt.Fprintf(w, "slivers: %d, cgroup %s, elapsed %s\n\n", r.Count, r.Cgroups, r.Elapsed)
+	fmt.Fprintf(w, "%-34s %9s %9s %9s\n", "", "p50", "p99", "max")
+	fmt.Fprintf(w, "%-34s %9s %9s %9s\n", fmt.Sprintf("bare runtime start (n=%d)", r.Bare.N), ms(r.Bare.P50), ms(r.Bare.P99), ms(r.Bare.Max))
+	for _, l := range r.Levels {
+		fmt.Fprintf(w, "%-34s %9s %9s %9s   %.2fx bare\n", fmt.Sprintf("create, %d live (n=%d)", l.Live, l.Create.N), ms(l.Create.P50), ms(l.Create.P99), ms(l.Create.Max), l.VsBare)
+	}
+	for _, l := range r.Levels {
+		fmt.Fprintf(w, "%-34s %9s %9s %9s\n", fmt.Sprintf("exec true, %d live (n=%d)", l.Live, l.Exec.N), ms(l.Exec.P50), ms(l.Exec.P99), ms(l.Exec.Max))
+	}
+	fmt.Fprintf(w, "%-34s %9s %9s %9s\n\n", fmt.Sprintf("destroy (n=%d)", r.Destroy.N), ms(r.Destroy.P50), ms(r.Destroy.P99), ms(r.Destroy.Max))
+	fmt.Fprintf(w, "host memory per idle sliver:  %s (kernel part %s)\n", sliver.FormatBytes(r.MemPerSlv), sliver.FormatBytes(r.KernPerSl))
+	fmt.Fprintf(w, "disk per fresh sliver:        %s layer + %s records\n", sliver.FormatBytes(r.LayerPer), sliver.FormatBytes(r.StatePer))
+}
