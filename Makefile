@@ -1,0 +1,64 @@
+# plab: make help lists the targets. Every target that needs Debian packages
+# installs the missing ones first (as root, with apt-get).
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin/plab
+
+# Debian packages the node and the tests use.
+DEB_PACKAGES := runc busybox-static btrfs-progs iproute2 nftables openssh-client tmux
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## Install the Debian packages plab needs (root)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		[ "$$(id -u)" = 0 ] || { echo "need root to install:$$missing (run as root, or apt-get install them)"; exit 1; }; \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "go not found; install Go 1.26 in /usr/local/go"; exit 1; }
+
+.PHONY: build
+build: ## Build bin/plab (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/plab
+
+.PHONY: check
+check: ## gofmt, go vet, staticcheck, package docs, import boundaries
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	$(GO) test -count=1 -run 'TestPackageDocs|TestImportBoundaries' .
+
+.PHONY: test
+test: deps check ## Run every test with -race, then the fuzzers briefly (root)
+	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 1m)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg 2>&1 | tail -n 3; \
+			[ "$${PIPESTATUS[0]}" = 0 ] || exit 1; \
+		done; \
+	done
+
+.PHONY: bench
+bench: deps build ## Measure slivers: creation, exec, destroy, memory and disk (root)
+	$(BIN) bench slivers --count 1000
+
+.PHONY: demo
+demo: deps build ## Slivers on this machine: create, run commands in, list (root)
+	@./hack/demo.sh $(BIN)
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin
