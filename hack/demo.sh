@@ -6,7 +6,7 @@ set -euo pipefail
 plab=${1:-bin/plab}
 [ "$(id -u)" = 0 ] || { echo "make demo needs root (slivers use namespaces, cgroups and mounts)"; exit 1; }
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+say() { printf '\n\033[1m$'; printf ' %q' "$@"; printf '\033[0m\n'; }
 run() { say "$*"; "$@"; }
 
 slivers=(demo_alice demo_bob demo_carol)

@@ -87,8 +87,8 @@ researchers get slices: isolated lightweight VMs (slivers) on many nodes.`,
 	pf.StringVar(&g.stateDir, "state-dir", envOr("PLAB_STATE_DIR", oci.DefaultStateDir), "node state directory (env PLAB_STATE_DIR)")
 	pf.StringVar(&g.runDir, "run-dir", envOr("PLAB_RUN_DIR", oci.DefaultRunDir), "node runtime directory (env PLAB_RUN_DIR)")
 	pf.StringVar(&g.runtime, "runtime", envOr("PLAB_RUNTIME", oci.DefaultRuntime), "OCI runtime binary (env PLAB_RUNTIME)")
-	pf.StringVar(&g.cgroupParent, "cgroup-parent", envOr("PLAB_CGROUP_PARENT", oci.DefaultCgroupParent), "cgroup holding the slivers (env PLAB_CGROUP_PARENT)")
-	pf.Uint32Var(&g.uidBase, "uid-base", uint32(uid), "first host UID of sliver ID ranges; 0 means the default (env PLAB_UID_BASE)")
+	pf.StringVar(&g.cgroupParent, "cgroup-parent", envOr("PLAB_CGROUP_PARENT", ""), "cgroup holding the slivers; default: the node's, or "+oci.DefaultCgroupParent+" (env PLAB_CGROUP_PARENT)")
+	pf.Uint32Var(&g.uidBase, "uid-base", uint32(uid), "first host UID of sliver ID ranges; 0: the node's, or the default (env PLAB_UID_BASE)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("PLAB_LOG_LEVEL", "warn"), "debug, info, warn or error (env PLAB_LOG_LEVEL)")
 	for _, n := range []string{"cgroup-parent", "uid-base"} {
 		_ = pf.MarkHidden(n)

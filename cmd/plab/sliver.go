@@ -278,14 +278,7 @@ func newSliverListCmd(g *globals) *cobra.Command {
 			}
 			var rows [][]any
 			for _, in := range infos {
-				cpu := fmt.Sprintf("share %d", in.Resources.CPUShares)
-				if in.Resources.Reserved() {
-					cpu = "reserve " + in.Resources.CPUReserve.String()
-				}
-				if in.Resources.CPULimit > 0 {
-					cpu += ", limit " + in.Resources.CPULimit.String()
-				}
-				rows = append(rows, []any{in.Name, in.State, in.Image, cpu, sliver.FormatBytes(in.Resources.MemoryBytes),
+				rows = append(rows, []any{in.Name, in.State, in.Image, cpuSummary(in.Resources), sliver.FormatBytes(in.Resources.MemoryBytes),
 					in.Resources.Pids, sliver.FormatBytes(in.Resources.DiskBytes), in.UIDBase, in.Created.Local().Format(time.DateTime)})
 			}
 			return table(g.stdout, []any{"NAME", "STATE", "IMAGE", "CPU", "MEMORY", "PIDS", "DISK", "UID BASE", "CREATED"}, rows)
@@ -326,7 +319,7 @@ func newSliverShowCmd(g *globals) *cobra.Command {
 			return table(g.stdout, []any{"FIELD", "VALUE"}, [][]any{
 				{"name", in.Name}, {"state", in.State}, {"image", in.Image}, {"pid", in.Pid},
 				{"host uids", fmt.Sprintf("%d-%d", in.UIDBase, in.UIDBase+sliver.IDRangeSize-1)},
-				{"cpu", fmt.Sprintf("share %d, reserve %s, limit %s", r.CPUShares, r.CPUReserve, r.CPULimit)},
+				{"cpu", cpuSummary(r)},
 				{"cpu time", st.CPUTime.Round(time.Millisecond)},
 				{"memory", sliver.FormatBytes(st.MemoryBytes) + " of " + sliver.FormatBytes(r.MemoryBytes)},
 				{"oom kills", st.OOMKills},
@@ -366,4 +359,16 @@ func newSliverUpdateCmd(g *globals) *cobra.Command {
 	}
 	rf.add(c)
 	return c
+}
+
+// cpuSummary describes a sliver's CPU class and cap.
+func cpuSummary(r sliver.Resources) string {
+	cpu := fmt.Sprintf("share %d", r.CPUShares)
+	if r.Reserved() {
+		cpu = "reserve " + r.CPUReserve.String()
+	}
+	if r.CPULimit > 0 {
+		cpu += ", limit " + r.CPULimit.String()
+	}
+	return cpu
 }

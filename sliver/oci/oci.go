@@ -174,6 +174,10 @@ var _ sliver.Backend = (*Backend)(nil)
 // New opens the backend: it checks the host, takes the state directory's
 // lock, and recovers the slivers found there (see Recover).
 func New(ctx context.Context, cfg Config) (*Backend, error) {
+	cfg, err := cfg.withIdentity()
+	if err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -211,6 +215,9 @@ func (b *Backend) open(ctx context.Context) error {
 	}
 	if err := checkSearchable(b.cfg.StateDir); err != nil {
 		return fmt.Errorf("state dir: %w: %w", err, errdefs.ErrInvalid)
+	}
+	if err := saveIdentity(b.cfg); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(b.rt.root, 0o700); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
@@ -966,6 +973,10 @@ func (b *Backend) anyReserved() bool {
 // files and records: a later New finds them stopped. It needs no lock
 // holder to cooperate: it is what an operator runs when things went wrong.
 func Cleanup(ctx context.Context, cfg Config) error {
+	cfg, err := cfg.withIdentity()
+	if err != nil {
+		return err
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/plab/plab/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +62,7 @@ func mountRootfs(usernsFD int, image, upper, work, scratch, target string) error
 		Userns_fd: uint64(usernsFD),
 	}
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("id-map image %s: %w (the kernel needs id-mapped mount support, Linux 5.19 or later)", image, err)
+		return fmt.Errorf("id-map image %s: %w (keep images on a filesystem that supports id-mapped mounts, such as ext4, xfs or btrfs, on Linux 5.19 or later; tmpfs needs 6.3): %w", image, err, errdefs.ErrUnavailable)
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, scratch, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach id-mapped image: %w", err)

@@ -416,6 +416,12 @@ func testBadInput(t *testing.T, h Harness) {
 func testRecover(t *testing.T, h Harness) {
 	ctx := context.Background()
 	b := h.Open(t)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			b.Close() // a failure below must not leave the node locked
+		}
+	})
 	up, down := uniqueName("rec"), uniqueName("rec")
 	for _, n := range []string{up, down} {
 		if _, err := b.Create(ctx, sliver.Spec{Name: n}); err != nil {
@@ -426,6 +432,7 @@ func testRecover(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	must(t, b, up, "echo survived > /root/f")
+	closed = true
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
