@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/plab/plab/sliver/bench"
 	"github.com/plab/plab/sliver/oci"
@@ -74,6 +75,7 @@ and disk per idle sliver; destroys everything, timing each destroy.`,
 	c.Flags().IntVar(&o.Count, "count", 1000, "slivers to fill the node with")
 	c.Flags().IntVar(&o.Window, "window", 50, "creations per latency sample")
 	c.Flags().IntVar(&o.Baseline, "baseline", 50, "bare runtime starts to time")
+	c.Flags().DurationVar(&o.CPUTime, "cpu-time", 5*time.Second, "length of each CPU-sharing experiment (0 skips them)")
 	c.Flags().VarP(&out, "output", "o", "output format: table or json")
 	return c
 }

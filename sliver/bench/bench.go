@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,8 @@ type Options struct {
 	Window int
 	// Baseline is how many bare runtime starts to time (default 50).
 	Baseline int
+	// CPUTime is how long each CPU-sharing experiment runs (0: skip them).
+	CPUTime time.Duration
 	// Progress receives a line now and then (nil: none).
 	Progress io.Writer
 }
@@ -72,12 +75,14 @@ type Report struct {
 	KernPerSl int64   `json:"kernel_memory_bytes_per_idle_sliver"`
 	LayerPer  int64   `json:"layer_disk_bytes_per_fresh_sliver"`
 	StatePer  int64   `json:"state_disk_bytes_per_sliver"`
+	FairShare []CPUShare `json:"fair_share"`
+	Reserve   []CPUShare `json:"reservation"`
 	Elapsed   string  `json:"elapsed"`
 }
 
 // Slivers fills the node behind b with o.Count idle slivers, measuring as it
 // goes, then destroys them. The backend must hold no other slivers.
-func Slivers(ctx context.Context, b *oci.Backend, o Options) (Report, error) {
+func Slivers(ctx context.Context, b *oci.Backend, o Options) (rep Report, err error) {
 	if o.Count <= 0 {
 		o.Count = 1000
 	}
@@ -94,9 +99,27 @@ func Slivers(ctx context.Context, b *oci.Backend, o Options) (Report, error) {
 		}
 	}
 	t0 := time.Now()
-	rep := Report{Count: o.Count, Cgroups: fmt.Sprintf("v%d", b.CgroupVersion())}
+	rep = Report{Count: o.Count, Cgroups: fmt.Sprintf("v%d", b.CgroupVersion())}
 	if existing, _ := b.List(ctx); len(existing) > 0 {
 		return rep, fmt.Errorf("the node has %d slivers; benchmark on an empty node (another --state-dir)", len(existing))
+	}
+
+	if o.CPUTime > 0 {
+		progress("CPU: two busy slivers with 1 and 3 shares, %v...", o.CPUTime)
+		if rep.FairShare, err = CPU(ctx, b, runtime.NumCPU(), o.CPUTime, []sliver.Spec{
+			{Name: "bench_share1", Resources: sliver.Resources{CPUShares: 1}},
+			{Name: "bench_share3", Resources: sliver.Resources{CPUShares: 3}},
+		}); err != nil {
+			return rep, err
+		}
+		progress("CPU: a sliver reserving 1.5 CPUs against three busy best-effort slivers, %v...", o.CPUTime)
+		specs := []sliver.Spec{{Name: "bench_reserved", Resources: sliver.Resources{CPUReserve: 1500}}}
+		for i := range 3 {
+			specs = append(specs, sliver.Spec{Name: fmt.Sprintf("bench_be%d", i), Resources: sliver.Resources{CPUShares: 10}})
+		}
+		if rep.Reserve, err = CPU(ctx, b, runtime.NumCPU(), o.CPUTime, specs); err != nil {
+			return rep, err
+		}
 	}
 
 	progress("timing %d bare runtime starts of the same image...", o.Baseline)
@@ -227,4 +250,15 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "%-34s %9s %9s %9s\n\n", fmt.Sprintf("destroy (n=%d)", r.Destroy.N), ms(r.Destroy.P50), ms(r.Destroy.P99), ms(r.Destroy.Max))
 	fmt.Fprintf(w, "host memory per idle sliver:  %s (kernel part %s)\n", sliver.FormatBytes(r.MemPerSlv), sliver.FormatBytes(r.KernPerSl))
 	fmt.Fprintf(w, "disk per fresh sliver:        %s layer + %s records\n", sliver.FormatBytes(r.LayerPer), sliver.FormatBytes(r.StatePer))
+	for _, set := range []struct {
+		title string
+		s     []CPUShare
+	}{{"fair share (all busy)", r.FairShare}, {"reservation (all busy)", r.Reserve}} {
+		if len(set.s) > 0 {
+			fmt.Fprintf(w, "\n%s:\n", set.title)
+			for _, c := range set.s {
+				fmt.Fprintf(w, "  %-16s %-18s got %s\n", c.Name, c.Want, c.Got)
+			}
+		}
+	}
 }

@@ -266,10 +266,13 @@ func runTTY(ctx context.Context, cmd *exec.Cmd, e sliver.ExecSpec, pidFile strin
 }
 
 // supervise forwards signals and window changes to a running exec and kills
-// its process when ctx ends. The returned function stops it.
+// its process when ctx ends. The returned function stops it and waits until
+// it has stopped, so the caller may close tty afterwards.
 func supervise(ctx context.Context, cmd *exec.Cmd, e sliver.ExecSpec, pidFile string, tty *os.File) func() {
 	done := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		for {
 			select {
 			case <-done:
@@ -289,18 +292,22 @@ func supervise(ctx context.Context, cmd *exec.Cmd, e sliver.ExecSpec, pidFile st
 					setSize(tty, ws) // the kernel sends the runtime SIGWINCH
 				}
 			case <-ctx.Done():
-				killExec(cmd, pidFile)
+				killExec(cmd, pidFile, done)
 				return
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 // killExec kills an exec's process. Before the runtime has started it,
 // killing the runtime is enough (its child dies with it); afterwards the
-// process itself must be killed, or it would outlive the runtime.
-func killExec(cmd *exec.Cmd, pidFile string) {
+// process itself must be killed, or it would outlive the runtime. exited
+// closes once the runtime has been waited for.
+func killExec(cmd *exec.Cmd, pidFile string, exited <-chan struct{}) {
 	for range 50 {
 		if b, err := os.ReadFile(pidFile); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -308,10 +315,11 @@ func killExec(cmd *exec.Cmd, pidFile string) {
 				return
 			}
 		}
-		if cmd.ProcessState != nil {
+		select {
+		case <-exited:
 			return
+		case <-time.After(10 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
 }

@@ -459,3 +459,79 @@ func TestIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCPUWeights reads back, from the host's real cgroup files, the weights
+// that make reservations guarantees: the reserved class gets the reserved
+// fraction of the node, the shared class the rest, and each sliver its part.
+func TestCPUWeights(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CPUs = 2000
+	ctx := context.Background()
+	b, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	weightOf := func(rel string) int {
+		t.Helper()
+		var file string
+		if b.cg.Version() == cgroups.V2 {
+			file = filepath.Join(b.cg.Dirs("")[0], rel, "cpu.weight")
+		} else {
+			for _, d := range b.cg.Dirs(rel) {
+				if _, err := os.Stat(filepath.Join(d, "cpu.shares")); err == nil {
+					file = filepath.Join(d, "cpu.shares")
+				}
+			}
+		}
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("read weight of %s: %v", rel, err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if b.cg.Version() == cgroups.V1 {
+			n = n * 100 / 1024 // back to v2 units
+		}
+		return n
+	}
+	for _, s := range []sliver.Spec{
+		{Name: "rsv", Resources: sliver.Resources{CPUReserve: 500}},
+		{Name: "be", Resources: sliver.Resources{CPUShares: 3}},
+	} {
+		if _, err := b.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(ctx, s.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := cfg.CgroupParent
+	want := map[string]int{p + "/reserved": 2500, p + "/shared": 7500, p + "/reserved/rsv": 2500, p + "/shared/be": 300}
+	for rel, w := range want {
+		if got := weightOf(rel); got != w {
+			t.Errorf("weight of %s = %d, want %d", rel, got, w)
+		}
+	}
+	if err := b.Update(ctx, "rsv", sliver.Resources{CPUReserve: 1500}); err != nil {
+		t.Fatal(err)
+	}
+	for rel, w := range map[string]int{p + "/reserved": 7500, p + "/shared": 2500, p + "/reserved/rsv": 7500} {
+		if got := weightOf(rel); got != w {
+			t.Errorf("after raising the reservation: weight of %s = %d, want %d", rel, got, w)
+		}
+	}
+	if err := b.Update(ctx, "be", sliver.Resources{CPUShares: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if got := weightOf(p + "/shared/be"); got != 500 {
+		t.Errorf("after Update to 5 shares: weight %d, want 500", got)
+	}
+	for _, n := range []string{"rsv", "be"} {
+		if err := b.Destroy(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := weightOf(p + "/shared"); got < 9990 { // the reserved class keeps the minimum weight, 1
+		t.Errorf("with no reservation left the shared class weighs %d, want the whole node", got)
+	}
+}
