@@ -66,18 +66,18 @@ type Level struct {
 
 // Report is what Slivers measured.
 type Report struct {
-	Count     int     `json:"count"`
-	Cgroups   string  `json:"cgroups"`
-	Bare      Latency `json:"bare_runtime_start"`
-	Levels    []Level `json:"levels"`
-	Destroy   Latency `json:"destroy"`
-	MemPerSlv int64   `json:"host_memory_bytes_per_idle_sliver"`
-	KernPerSl int64   `json:"kernel_memory_bytes_per_idle_sliver"`
-	LayerPer  int64   `json:"layer_disk_bytes_per_fresh_sliver"`
-	StatePer  int64   `json:"state_disk_bytes_per_sliver"`
+	Count     int        `json:"count"`
+	Cgroups   string     `json:"cgroups"`
+	Bare      Latency    `json:"bare_runtime_start"`
+	Levels    []Level    `json:"levels"`
+	Destroy   Latency    `json:"destroy"`
+	MemPerSlv int64      `json:"host_memory_bytes_per_idle_sliver"`
+	KernPerSl int64      `json:"kernel_memory_bytes_per_idle_sliver"`
+	LayerPer  int64      `json:"layer_disk_bytes_per_fresh_sliver"`
+	StatePer  int64      `json:"state_disk_bytes_per_sliver"`
 	FairShare []CPUShare `json:"fair_share"`
 	Reserve   []CPUShare `json:"reservation"`
-	Elapsed   string  `json:"elapsed"`
+	Elapsed   string     `json:"elapsed"`
 }
 
 // Slivers fills the node behind b with o.Count idle slivers, measuring as it
