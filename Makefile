@@ -5,6 +5,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/plab
+MODULE := github.com/plab/plab
 
 # Debian packages the node and the tests use.
 DEB_PACKAGES := runc busybox-static btrfs-progs iproute2 nftables openssh-client tmux
@@ -36,9 +37,24 @@ check: ## gofmt, go vet, staticcheck, package docs, import boundaries
 	$(GO) test -count=1 -run 'TestPackageDocs|TestImportBoundaries' .
 
 .PHONY: test
-test: deps check ## Run every test with -race, then the fuzzers briefly (root)
+test: deps check ## Every test with -race, on this kernel and on a cgroup v2 kernel (VM), then the fuzzers briefly (root)
 	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory test-cgroup2
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+# The packages whose behaviour depends on the cgroup version, run again in a
+# VM whose kernel has only cgroup v2 (hack/vm; this host runs a v1 hybrid).
+V2_PKGS := sliver/cgroups sliver/oci
+V2_CYCLES ?= 20
+.PHONY: test-cgroup2
+test-cgroup2: deps ## The cgroup-dependent tests on a cgroup-v2-only kernel in a VM (root; ~10 min under emulation)
+	@mkdir -p bin/v2
+	@for p in $(V2_PKGS); do $(GO) test -c -race -o bin/v2/$$(basename $$p).test ./$$p || exit 1; done
+	$(GO) tool gotestsum --format testname --raw-command -- hack/vm/run --timeout 1800 \
+		--env CI=$${CI:-} --env PLAB_TEST_CYCLES=$(V2_CYCLES) -- sh -c '\
+		status=0; for p in $(V2_PKGS); do \
+			(cd $$p && go tool test2json -t -p $(MODULE)/$$p $(CURDIR)/bin/v2/$$(basename $$p).test -test.v=test2json -test.count=1 -test.timeout=25m) || status=1; \
+		done; exit $$status'
 
 FUZZTIME ?= 1m
 .PHONY: fuzz
