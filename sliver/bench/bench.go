@@ -57,27 +57,29 @@ func summarize(d []time.Duration) Latency {
 
 // Level is creation latency measured while Live slivers ran.
 type Level struct {
-	Live    int     `json:"live"`
-	Create  Latency `json:"create"`
-	VsBare  float64 `json:"p50_vs_bare"`
-	Exec    Latency `json:"exec"`
-	Runtime string  `json:"-"`
+	Live   int     `json:"live"`
+	Create Latency `json:"create"`
+	Bare   Latency `json:"bare_runtime_start"`
+	VsBare float64 `json:"p50_vs_bare"`
+	Exec   Latency `json:"exec"`
 }
 
 // Report is what Slivers measured.
 type Report struct {
-	Count     int        `json:"count"`
-	Cgroups   string     `json:"cgroups"`
-	Bare      Latency    `json:"bare_runtime_start"`
-	Levels    []Level    `json:"levels"`
-	Destroy   Latency    `json:"destroy"`
-	MemPerSlv int64      `json:"host_memory_bytes_per_idle_sliver"`
-	KernPerSl int64      `json:"kernel_memory_bytes_per_idle_sliver"`
-	LayerPer  int64      `json:"layer_disk_bytes_per_fresh_sliver"`
-	StatePer  int64      `json:"state_disk_bytes_per_sliver"`
-	FairShare []CPUShare `json:"fair_share"`
-	Reserve   []CPUShare `json:"reservation"`
-	Elapsed   string     `json:"elapsed"`
+	Count           int        `json:"count"`
+	Cgroups         string     `json:"cgroups"`
+	Bare            Latency    `json:"bare_runtime_start"`
+	Levels          []Level    `json:"levels"`
+	Destroy         Latency    `json:"destroy"`
+	MemPerSlv       int64      `json:"host_memory_bytes_per_idle_sliver"`
+	KernPerSl       int64      `json:"kernel_memory_bytes_per_idle_sliver"`
+	LayerPer        int64      `json:"layer_disk_bytes_per_fresh_sliver"`
+	StatePer        int64      `json:"state_disk_bytes_per_sliver"`
+	FairShare       []CPUShare `json:"fair_share"`
+	FairSharePinned []CPUShare `json:"fair_share_pinned"`
+	Reserve         []CPUShare `json:"reservation"`
+	ReservePinned   []CPUShare `json:"reservation_pinned"`
+	Elapsed         string     `json:"elapsed"`
 }
 
 // Slivers fills the node behind b with o.Count idle slivers, measuring as it
@@ -105,29 +107,36 @@ func Slivers(ctx context.Context, b *oci.Backend, o Options) (rep Report, err er
 	}
 
 	if o.CPUTime > 0 {
-		progress("CPU: two busy slivers with 1 and 3 shares, %v...", o.CPUTime)
-		if rep.FairShare, err = CPU(ctx, b, runtime.NumCPU(), o.CPUTime, []sliver.Spec{
-			{Name: "bench_share1", Resources: sliver.Resources{CPUShares: 1}},
-			{Name: "bench_share3", Resources: sliver.Resources{CPUShares: 3}},
-		}); err != nil {
-			return rep, err
+		shares := func(prefix string) []sliver.Spec {
+			return []sliver.Spec{
+				{Name: prefix + "share1", Resources: sliver.Resources{CPUShares: 1}},
+				{Name: prefix + "share3", Resources: sliver.Resources{CPUShares: 3}},
+			}
 		}
-		progress("CPU: a sliver reserving 1.5 CPUs against three busy best-effort slivers, %v...", o.CPUTime)
-		specs := []sliver.Spec{{Name: "bench_reserved", Resources: sliver.Resources{CPUReserve: 1500}}}
-		for i := range 3 {
-			specs = append(specs, sliver.Spec{Name: fmt.Sprintf("bench_be%d", i), Resources: sliver.Resources{CPUShares: 10}})
+		reserved := func(prefix string) []sliver.Spec {
+			s := []sliver.Spec{{Name: prefix + "reserved", Resources: sliver.Resources{CPUReserve: sliver.MilliCPU(runtime.NumCPU()) * 750}}}
+			for i := range 3 {
+				s = append(s, sliver.Spec{Name: fmt.Sprintf("%sbe%d", prefix, i), Resources: sliver.Resources{CPUShares: 10}})
+			}
+			return s
 		}
-		if rep.Reserve, err = CPU(ctx, b, runtime.NumCPU(), o.CPUTime, specs); err != nil {
-			return rep, err
+		for _, x := range []struct {
+			what   string
+			dst    *[]CPUShare
+			pinned bool
+			specs  []sliver.Spec
+		}{
+			{"two slivers with 1 and 3 shares", &rep.FairShare, false, shares("bench_")},
+			{"the same, pinned to CPU 0", &rep.FairSharePinned, true, shares("bench_pin_")},
+			{"a sliver reserving 3/4 of the node against three best-effort slivers", &rep.Reserve, false, reserved("bench_")},
+			{"the same, pinned to CPU 0", &rep.ReservePinned, true, reserved("bench_pin_")},
+		} {
+			progress("CPU, all busy for %v: %s...", o.CPUTime, x.what)
+			if *x.dst, err = CPU(ctx, b, runtime.NumCPU(), x.pinned, o.CPUTime, x.specs); err != nil {
+				return rep, err
+			}
 		}
 	}
-
-	progress("timing %d bare runtime starts of the same image...", o.Baseline)
-	bare, err := b.BareStarts(ctx, o.Baseline)
-	if err != nil {
-		return rep, fmt.Errorf("bare runtime: %w", err)
-	}
-	rep.Bare = summarize(bare)
 
 	names := make([]string, 0, o.Count)
 	defer func() {
@@ -135,17 +144,18 @@ func Slivers(ctx context.Context, b *oci.Backend, o Options) (rep Report, err er
 			_ = b.Destroy(context.WithoutCancel(ctx), n)
 		}
 	}()
-	levels := []int{1, 100, 1000}
-	windows := map[int]int{} // first index of each level's window
-	for _, l := range levels {
-		if l <= o.Count {
-			windows[l] = max(0, min(l-o.Window/2, o.Count-o.Window))
+	// A level L is measured on the window of creations that brings the
+	// node up to L live slivers (the first window for L = 1). The bare
+	// runtime is timed just before each window, with as many slivers live,
+	// so both pay for what the host holds by then.
+	type window struct{ level, first int }
+	var windows []window
+	for _, l := range []int{1, 100, 1000, o.Count} {
+		if l <= o.Count && (len(windows) == 0 || windows[len(windows)-1].level < l) {
+			windows = append(windows, window{l, max(0, l-o.Window)})
 		}
 	}
-	if _, ok := windows[o.Count]; !ok {
-		levels = append(levels, o.Count)
-		windows[o.Count] = o.Count - o.Window
-	}
+	bareAt := map[int]Latency{} // by first index of a window
 	memBefore, kernBefore := memUsed()
 	diskBefore, err := b.LayerBytesUsed()
 	if err != nil {
@@ -153,6 +163,16 @@ func Slivers(ctx context.Context, b *oci.Backend, o Options) (rep Report, err er
 	}
 	creates := make([]time.Duration, o.Count)
 	for i := range o.Count {
+		for _, w := range windows {
+			if _, done := bareAt[i]; w.first == i && !done {
+				progress("timing %d bare runtime starts with %d slivers live...", o.Baseline, i)
+				d, err := b.BareStarts(ctx, o.Baseline)
+				if err != nil {
+					return rep, fmt.Errorf("bare runtime: %w", err)
+				}
+				bareAt[i] = summarize(d)
+			}
+		}
 		name := fmt.Sprintf("bench_%04d", i)
 		t := time.Now()
 		if _, err := b.Create(ctx, sliver.Spec{Name: name}); err != nil {
@@ -169,21 +189,18 @@ func Slivers(ctx context.Context, b *oci.Backend, o Options) (rep Report, err er
 	}
 	// Exec latency at each level: sampled once the node is full, on the
 	// slivers of the window.
-	for _, l := range levels {
-		w, ok := windows[l]
-		if !ok {
-			continue
+	for _, w := range windows {
+		lv := Level{Live: w.level, Create: summarize(creates[w.first : w.first+o.Window]), Bare: bareAt[w.first]}
+		if lv.Bare.P50 > 0 {
+			lv.VsBare = float64(lv.Create.P50) / float64(lv.Bare.P50)
 		}
-		lv := Level{Live: l, Create: summarize(creates[w : w+o.Window])}
-		if rep.Bare.P50 > 0 {
-			lv.VsBare = float64(lv.Create.P50) / float64(rep.Bare.P50)
-		}
+		names := names[w.first : w.first+min(o.Window, 20)]
 		var execs []time.Duration
-		for i := w; i < w+min(o.Window, 20); i++ {
+		for _, n := range names {
 			t := time.Now()
-			code, err := b.Exec(ctx, names[i], sliver.ExecSpec{Args: []string{"true"}})
+			code, err := b.Exec(ctx, n, sliver.ExecSpec{Args: []string{"true"}})
 			if err != nil || code != 0 {
-				return rep, fmt.Errorf("exec in %s: status %d, %v", names[i], code, err)
+				return rep, fmt.Errorf("exec in %s: status %d, %v", n, code, err)
 			}
 			execs = append(execs, time.Since(t))
 		}
@@ -240,9 +257,9 @@ func (r Report) Print(w io.Writer) {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + "ms" }
 	fmt.Fprintf(w, "slivers: %d, cgroup %s, elapsed %s\n\n", r.Count, r.Cgroups, r.Elapsed)
 	fmt.Fprintf(w, "%-34s %9s %9s %9s\n", "", "p50", "p99", "max")
-	fmt.Fprintf(w, "%-34s %9s %9s %9s\n", fmt.Sprintf("bare runtime start (n=%d)", r.Bare.N), ms(r.Bare.P50), ms(r.Bare.P99), ms(r.Bare.Max))
 	for _, l := range r.Levels {
-		fmt.Fprintf(w, "%-34s %9s %9s %9s   %.2fx bare\n", fmt.Sprintf("create, %d live (n=%d)", l.Live, l.Create.N), ms(l.Create.P50), ms(l.Create.P99), ms(l.Create.Max), l.VsBare)
+		fmt.Fprintf(w, "%-34s %9s %9s %9s\n", fmt.Sprintf("bare runtime, %d live (n=%d)", l.Live, l.Bare.N), ms(l.Bare.P50), ms(l.Bare.P99), ms(l.Bare.Max))
+		fmt.Fprintf(w, "%-34s %9s %9s %9s   p50 %.2fx bare\n", fmt.Sprintf("create, %d live (n=%d)", l.Live, l.Create.N), ms(l.Create.P50), ms(l.Create.P99), ms(l.Create.Max), l.VsBare)
 	}
 	for _, l := range r.Levels {
 		fmt.Fprintf(w, "%-34s %9s %9s %9s\n", fmt.Sprintf("exec true, %d live (n=%d)", l.Live, l.Exec.N), ms(l.Exec.P50), ms(l.Exec.P99), ms(l.Exec.Max))
@@ -253,7 +270,10 @@ func (r Report) Print(w io.Writer) {
 	for _, set := range []struct {
 		title string
 		s     []CPUShare
-	}{{"fair share (all busy)", r.FairShare}, {"reservation (all busy)", r.Reserve}} {
+	}{
+		{"fair share (all busy)", r.FairShare}, {"fair share, all on CPU 0", r.FairSharePinned},
+		{"reservation (all busy)", r.Reserve}, {"reservation, all on CPU 0", r.ReservePinned},
+	} {
 		if len(set.s) > 0 {
 			fmt.Fprintf(w, "\n%s:\n", set.title)
 			for _, c := range set.s {

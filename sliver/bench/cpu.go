@@ -17,13 +17,18 @@ type CPUShare struct {
 	Got  sliver.MilliCPU `json:"got_millicpu"`
 }
 
-// spin is a CPU-bound loop per CPU inside a sliver, detached from the exec.
-const spin = "for i in $(seq %d); do (while :; do :; done) >/dev/null 2>&1 & done"
+// spin is a CPU-bound loop per CPU inside a sliver, detached from the exec;
+// pinned, every loop runs on CPU 0.
+const (
+	spin       = "for i in $(seq %d); do (while :; do :; done) >/dev/null 2>&1 & done"
+	spinPinned = "for i in $(seq %d); do (taskset -c 0 sh -c 'while :; do :; done') >/dev/null 2>&1 & done"
+)
 
-// CPU runs every sliver in specs busy on all cpus CPUs for d and reports
-// the CPU time each got, per second of wall time: the fair-share and
-// reservation mechanisms at work. The slivers are destroyed afterwards.
-func CPU(ctx context.Context, b sliver.Backend, cpus int, d time.Duration, specs []sliver.Spec) ([]CPUShare, error) {
+// CPU keeps every sliver in specs busy with one loop per CPU (cpus of them,
+// all on CPU 0 when pinned) for d and reports the CPU time each got per
+// second of wall time: the fair-share and reservation mechanisms at work.
+// The slivers are destroyed afterwards.
+func CPU(ctx context.Context, b sliver.Backend, cpus int, pinned bool, d time.Duration, specs []sliver.Spec) ([]CPUShare, error) {
 	defer func() {
 		for _, s := range specs {
 			_ = b.Destroy(context.WithoutCancel(ctx), s.Name)
@@ -38,7 +43,11 @@ func CPU(ctx context.Context, b sliver.Backend, cpus int, d time.Duration, specs
 		}
 	}
 	for _, s := range specs {
-		if code, err := b.Exec(ctx, s.Name, sliver.ExecSpec{Args: []string{"sh", "-c", fmt.Sprintf(spin, cpus)}}); err != nil || code != 0 {
+		script := spin
+		if pinned {
+			script = spinPinned
+		}
+		if code, err := b.Exec(ctx, s.Name, sliver.ExecSpec{Args: []string{"sh", "-c", fmt.Sprintf(script, cpus)}}); err != nil || code != 0 {
 			return nil, fmt.Errorf("start load in %s: status %d, %v", s.Name, code, err)
 		}
 	}

@@ -37,12 +37,13 @@ func (b *Backend) Exec(ctx context.Context, name string, e sliver.ExecSpec) (int
 	if err != nil {
 		return -1, err
 	}
-	state := observe(&ent.rec)
+	state, pid := observe(&ent.rec), ent.rec.Pid
 	ent.mu.Unlock()
 	if state != sliver.Running {
 		return -1, fmt.Errorf("sliver %s is %s; start it first (plab sliver start %s): %w", name, state, name, errdefs.ErrConflict)
 	}
-	root := b.rootfs(name)
+	// The sliver's root as its init sees it.
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
 	u, err := lookupUser(root, e.User)
 	if err != nil {
 		return -1, fmt.Errorf("exec in sliver %s: %w", name, err)

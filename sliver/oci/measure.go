@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +56,9 @@ func (b *Backend) BareStarts(ctx context.Context, n int) ([]time.Duration, error
 		d := time.Since(t)
 		if err == nil {
 			out = append(out, d)
+			// The init is this process's child now (subreaper): kill and
+			// reap it as Stop does, or it stays a zombie.
+			err = killBare(ctx, pidFile)
 		}
 		if derr := b.rt.delete(ctx, id, filepath.Join(bundle, "runc.log")); derr != nil && err == nil {
 			err = derr
@@ -99,4 +104,21 @@ func (b *Backend) StateBytes(name string) int64 {
 		return nil
 	})
 	return n
+}
+
+func killBare(ctx context.Context, pidFile string) error {
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return err
+	}
+	w, err := watchInit(pid, procStart(pid))
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	return w.kill(ctx)
 }

@@ -33,6 +33,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -441,12 +442,12 @@ func (b *Backend) Create(ctx context.Context, spec sliver.Spec) (sliver.Info, er
 	return b.info(&e.rec), nil
 }
 
+// create makes a sliver's directory, layer and record, in that order: a
+// directory without a record marks a creation that did not finish, which
+// Recover rolls back.
 func (b *Backend) create(r *record) error {
 	dir := b.dir(r.Name)
 	if err := os.Mkdir(dir, 0o711); err != nil {
-		return err
-	}
-	if err := b.save(r); err != nil {
 		return err
 	}
 	if err := b.pool.Create(r.Name, r.Resources.DiskBytes, r.UIDBase, r.UIDBase); err != nil {
@@ -602,6 +603,7 @@ func (b *Backend) start(ctx context.Context, e *entry) error {
 	}
 	pidFile := filepath.Join(dir, "init.pid")
 	os.Remove(pidFile)
+	os.Remove(filepath.Join(dir, ".init.pid")) // the runtime's temporary, if a start was killed
 	t1 := time.Now()
 	if err := b.rt.run(ctx, r.Name, dir, pidFile); err != nil {
 		return err
@@ -617,6 +619,12 @@ func (b *Backend) start(ctx context.Context, e *entry) error {
 	}
 	r.State, r.Pid, r.PidStart, r.Started = sliver.Running, pid, procStart(pid), time.Now().UTC().Truncate(time.Millisecond)
 	if e.watch, err = watchInit(r.Pid, r.PidStart); err != nil {
+		return err
+	}
+	// The sliver's mount namespace holds its root now; the host's copy of
+	// the mount would only grow the host's mount table (which every later
+	// start copies and scans), so it goes.
+	if err := unmountRootfs(b.rootfs(r.Name)); err != nil {
 		return err
 	}
 	return b.save(r)
@@ -652,6 +660,9 @@ func (b *Backend) stopRuntime(ctx context.Context, e *entry) error {
 	r := &e.rec
 	var errs []error
 	t0 := time.Now()
+	if e.watch == nil {
+		e.watch = b.adoptInit(r)
+	}
 	if e.watch != nil {
 		// Killing the init ourselves and reaping it at once beats the
 		// runtime's forced delete, which polls every 100ms.
@@ -673,11 +684,43 @@ func (b *Backend) stopRuntime(ctx context.Context, e *entry) error {
 	} else if err := b.cg.Remove(rel); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountRootfs(b.rootfs(r.Name)); err != nil {
-		errs = append(errs, err)
+	// The root, and the id-mapped image if a start died while it was
+	// attached for a moment.
+	for _, m := range []string{b.rootfs(r.Name), filepath.Join(b.dir(r.Name), "lower")} {
+		if err := unmountRootfs(m); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	b.log.Debug("sliver runtime stopped", "sliver", r.Name, "runtime", t1.Sub(t0), "cgroups+mount", time.Since(t1))
 	return errors.Join(errs...)
+}
+
+// adoptInit finds the init of a container whose start was never recorded
+// (the starting process died between the runtime's start and its record):
+// the PID the runtime wrote, if that process lives in the sliver's cgroup.
+// Watching it lets stopRuntime kill and reap it like any other.
+func (b *Backend) adoptInit(r *record) *initWatch {
+	raw, err := os.ReadFile(filepath.Join(b.dir(r.Name), "init.pid"))
+	if err != nil {
+		return nil
+	}
+	pid, err := strconv.Atoi(trimSpace(raw))
+	if err != nil || pid <= 0 {
+		return nil
+	}
+	if reapZombieChild(pid) {
+		return nil // it died already; it was ours to reap
+	}
+	start := procStart(pid)
+	cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil || !strings.Contains(string(cg), ":/"+b.cgroupRel(r)+"\n") {
+		return nil
+	}
+	w, err := watchInit(pid, start)
+	if err != nil {
+		return nil
+	}
+	return w
 }
 
 // Destroy stops a sliver and removes all of it.
@@ -709,7 +752,7 @@ func (b *Backend) remove(e *entry) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := os.RemoveAll(b.dir(name)); err != nil {
+	if err := removeUnmounted(b.dir(name)); err != nil {
 		return err
 	}
 	b.log.Debug("sliver files removed", "sliver", name, "layer", t1.Sub(t0), "dir", time.Since(t1))
@@ -720,6 +763,28 @@ func (b *Backend) remove(e *entry) error {
 	}
 	b.mu.Unlock()
 	return nil
+}
+
+// removeUnmounted removes dir and everything in it, but refuses, before
+// removing anything, if a mount point lies inside: a mount there would be
+// the shared image or a sliver's root, never something to delete.
+func removeUnmounted(dir string) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() && isMountPoint(p) {
+			return fmt.Errorf("%s is still mounted; run plab node cleanup: %w", p, errdefs.ErrConflict)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return os.RemoveAll(dir)
 }
 
 // Update changes a sliver's limits, live when it runs. The CPU class

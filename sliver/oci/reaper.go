@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -98,4 +100,21 @@ func (w *initWatch) close() {
 	if w != nil {
 		w.fd.Close()
 	}
+}
+
+// reapZombieChild reaps pid if it is a zombie child of this process, and
+// reports whether it did. A zombie's PID cannot be reused, so the check and
+// the reaping concern the same process.
+func reapZombieChild(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 || f[0] != "Z" || f[1] != strconv.Itoa(os.Getpid()) {
+		return false
+	}
+	var info unix.Siginfo
+	return unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil) == nil
 }

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -41,6 +43,12 @@ func (r *runc) call(ctx context.Context, logFile string, stdin []byte, args ...s
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
+	// The runtime dies with this process: a start, stop or update nobody
+	// will record must not go on behind the back of the next process's
+	// recovery. The signal follows the forking thread, so keep it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Run(); err != nil {
 		return runtimeError(args[0], logFile, err)
 	}
@@ -84,6 +92,12 @@ func (r *runc) delete(ctx context.Context, id, logFile string) error {
 	if !r.exists(id) {
 		return nil
 	}
+	if _, err := os.Stat(filepath.Join(r.root, id, "state.json")); errors.Is(err, os.ErrNotExist) {
+		// A create that was killed before the runtime saved its state:
+		// the runtime no longer knows the container, but its directory
+		// would block the name. Its processes died with it (Pdeathsig).
+		return os.RemoveAll(filepath.Join(r.root, id))
+	}
 	err := r.call(ctx, logFile, nil, "delete", "--force", id)
 	if err != nil && !r.exists(id) {
 		return nil
@@ -100,9 +114,10 @@ func (r *runc) update(ctx context.Context, id, logFile string, res *specs.LinuxR
 	return r.call(ctx, logFile, b, "update", "--resources", "-", id)
 }
 
-// exists reports whether the runtime has state for container id.
+// exists reports whether the runtime has (possibly half-made) state for
+// container id.
 func (r *runc) exists(id string) bool {
-	_, err := os.Stat(filepath.Join(r.root, id, "state.json"))
+	_, err := os.Stat(filepath.Join(r.root, id))
 	return err == nil
 }
 
