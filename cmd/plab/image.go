@@ -6,6 +6,7 @@ import (
 
 	"github.com/plab/plab/image"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/sliver/oci"
 	"github.com/spf13/cobra"
 )
 
@@ -86,12 +87,9 @@ func newImageRmCmd(g *globals) *cobra.Command {
 		Short: "Remove an image no sliver uses",
 		Args:  exactArgs(1, "an image name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			return b.RemoveImage(c.Context(), args[0])
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				return b.RemoveImage(c.Context(), args[0])
+			})
 		},
 	}
 }

@@ -57,8 +57,15 @@ func (g *globals) backendConfig() oci.Config {
 	}
 }
 
-func (g *globals) openBackend(ctx context.Context) (*oci.Backend, error) {
-	return oci.New(ctx, g.backendConfig())
+// withBackend runs fn with the node's sliver backend, open for the
+// command's duration.
+func (g *globals) withBackend(ctx context.Context, fn func(*oci.Backend) error) error {
+	b, err := oci.New(ctx, g.backendConfig())
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return fn(b)
 }
 
 func envOr(key, def string) string {

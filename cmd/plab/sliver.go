@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/sliver/oci"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -106,27 +107,24 @@ func newSliverCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			t0 := time.Now()
-			in, err := b.Create(c.Context(), sliver.Spec{Name: args[0], Image: img, Resources: res})
-			if err != nil {
-				return err
-			}
-			if !noStart {
-				if err := b.Start(c.Context(), args[0]); err != nil {
-					if derr := b.Destroy(c.Context(), args[0]); derr != nil {
-						return fmt.Errorf("%w (and removing the sliver failed: %v)", err, derr)
-					}
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				t0 := time.Now()
+				in, err := b.Create(c.Context(), sliver.Spec{Name: args[0], Image: img, Resources: res})
+				if err != nil {
 					return err
 				}
-			}
-			fmt.Fprintf(g.stdout, "sliver %s created from image %s (host uids %d-%d) in %s\n",
-				in.Name, in.Image, in.UIDBase, in.UIDBase+sliver.IDRangeSize-1, time.Since(t0).Round(time.Millisecond))
-			return nil
+				if !noStart {
+					if err := b.Start(c.Context(), args[0]); err != nil {
+						if derr := b.Destroy(c.Context(), args[0]); derr != nil {
+							return fmt.Errorf("%w (and removing the sliver failed: %v)", err, derr)
+						}
+						return err
+					}
+				}
+				fmt.Fprintf(g.stdout, "sliver %s created from image %s (host uids %d-%d) in %s\n",
+					in.Name, in.Image, in.UIDBase, in.UIDBase+sliver.IDRangeSize-1, time.Since(t0).Round(time.Millisecond))
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&img, "image", "", "image to create the sliver from (default busybox)")
@@ -146,26 +144,24 @@ func newSliverLifecycleCmd(g *globals, op string) *cobra.Command {
 		Short: short,
 		Args:  minArgs(1, "at least one sliver name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			var errs []error
-			for _, name := range args {
-				switch op {
-				case "start":
-					err = b.Start(c.Context(), name)
-				case "stop":
-					err = b.Stop(c.Context(), name)
-				case "destroy":
-					err = b.Destroy(c.Context(), name)
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				var errs []error
+				for _, name := range args {
+					var err error
+					switch op {
+					case "start":
+						err = b.Start(c.Context(), name)
+					case "stop":
+						err = b.Stop(c.Context(), name)
+					case "destroy":
+						err = b.Destroy(c.Context(), name)
+					}
+					if err != nil {
+						errs = append(errs, err)
+					}
 				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 }
@@ -191,62 +187,59 @@ func newSliverExecCmd(g *globals) *cobra.Command {
 			if len(args) < 2 {
 				return usageError{fmt.Errorf("no command after --\nTry: %s --help", c.CommandPath())}
 			}
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			spec := sliver.ExecSpec{Args: args[1:], User: user, Env: env, Dir: dir, TTY: tty,
-				Stdin: g.stdin, Stdout: g.stdout, Stderr: g.stderr}
-			sigs := make(chan os.Signal, 4)
-			fwd := make(chan syscall.Signal, 4)
-			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
-			defer signal.Stop(sigs)
-			spec.Signals = fwd
-			resize := make(chan sliver.WinSize, 1)
-			spec.Resize = resize
-			if tty {
-				in, ok := g.stdin.(*os.File)
-				if !ok || !term.IsTerminal(int(in.Fd())) {
-					return usageError{errors.New("-t needs a terminal on standard input; drop -t to run without one")}
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				spec := sliver.ExecSpec{Args: args[1:], User: user, Env: env, Dir: dir, TTY: tty,
+					Stdin: g.stdin, Stdout: g.stdout, Stderr: g.stderr}
+				sigs := make(chan os.Signal, 4)
+				fwd := make(chan syscall.Signal, 4)
+				signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+				defer signal.Stop(sigs)
+				spec.Signals = fwd
+				resize := make(chan sliver.WinSize, 1)
+				spec.Resize = resize
+				if tty {
+					in, ok := g.stdin.(*os.File)
+					if !ok || !term.IsTerminal(int(in.Fd())) {
+						return usageError{errors.New("-t needs a terminal on standard input; drop -t to run without one")}
+					}
+					old, err := term.MakeRaw(int(in.Fd()))
+					if err != nil {
+						return err
+					}
+					defer term.Restore(int(in.Fd()), old)
+					if w, h, err := term.GetSize(int(in.Fd())); err == nil {
+						spec.Size = sliver.WinSize{Cols: uint16(w), Rows: uint16(h)}
+					}
 				}
-				old, err := term.MakeRaw(int(in.Fd()))
-				if err != nil {
-					return err
-				}
-				defer term.Restore(int(in.Fd()), old)
-				if w, h, err := term.GetSize(int(in.Fd())); err == nil {
-					spec.Size = sliver.WinSize{Cols: uint16(w), Rows: uint16(h)}
-				}
-			}
-			go func() {
-				for s := range sigs {
-					if s == syscall.SIGWINCH {
-						if in, ok := g.stdin.(*os.File); ok {
-							if w, h, err := term.GetSize(int(in.Fd())); err == nil {
-								select {
-								case resize <- sliver.WinSize{Cols: uint16(w), Rows: uint16(h)}:
-								default:
+				go func() {
+					for s := range sigs {
+						if s == syscall.SIGWINCH {
+							if in, ok := g.stdin.(*os.File); ok {
+								if w, h, err := term.GetSize(int(in.Fd())); err == nil {
+									select {
+									case resize <- sliver.WinSize{Cols: uint16(w), Rows: uint16(h)}:
+									default:
+									}
 								}
 							}
+							continue
 						}
-						continue
+						fwd <- s.(syscall.Signal)
 					}
-					fwd <- s.(syscall.Signal)
+				}()
+				code, err := b.Exec(c.Context(), args[0], spec)
+				if err != nil {
+					if errors.Is(err, sliver.ErrCommandNotFound) {
+						fmt.Fprintln(g.stderr, "plab: "+err.Error())
+						return exitStatus{127}
+					}
+					return err
 				}
-			}()
-			code, err := b.Exec(c.Context(), args[0], spec)
-			if err != nil {
-				if errors.Is(err, sliver.ErrCommandNotFound) {
-					fmt.Fprintln(g.stderr, "plab: "+err.Error())
-					return exitStatus{127}
+				if code != 0 {
+					return exitStatus{code}
 				}
-				return err
-			}
-			if code != 0 {
-				return exitStatus{code}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	c.Flags().SetInterspersed(false)
@@ -264,24 +257,21 @@ func newSliverListCmd(g *globals) *cobra.Command {
 		Short: "List the slivers of this node",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			infos, err := b.List(c.Context())
-			if err != nil {
-				return err
-			}
-			if out == "json" {
-				return writeJSON(g.stdout, infos)
-			}
-			var rows [][]any
-			for _, in := range infos {
-				rows = append(rows, []any{in.Name, in.State, in.Image, cpuSummary(in.Resources), sliver.FormatBytes(in.Resources.MemoryBytes),
-					in.Resources.Pids, sliver.FormatBytes(in.Resources.DiskBytes), in.UIDBase, in.Created.Local().Format(time.DateTime)})
-			}
-			return table(g.stdout, []any{"NAME", "STATE", "IMAGE", "CPU", "MEMORY", "PIDS", "DISK", "UID BASE", "CREATED"}, rows)
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				infos, err := b.List(c.Context())
+				if err != nil {
+					return err
+				}
+				if out == "json" {
+					return writeJSON(g.stdout, infos)
+				}
+				var rows [][]any
+				for _, in := range infos {
+					rows = append(rows, []any{in.Name, in.State, in.Image, cpuSummary(in.Resources), sliver.FormatBytes(in.Resources.MemoryBytes),
+						in.Resources.Pids, sliver.FormatBytes(in.Resources.DiskBytes), in.UIDBase, in.Created.Local().Format(time.DateTime)})
+				}
+				return table(g.stdout, []any{"NAME", "STATE", "IMAGE", "CPU", "MEMORY", "PIDS", "DISK", "UID BASE", "CREATED"}, rows)
+			})
 		},
 	}
 	c.Flags().VarP(&out, "output", "o", "output format: table or json")
@@ -295,37 +285,34 @@ func newSliverShowCmd(g *globals) *cobra.Command {
 		Short: "Show a sliver's state, limits and usage",
 		Args:  exactArgs(1, "a sliver name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			in, err := b.State(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			_ = b.SyncDisk()
-			st, err := b.Stats(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if out == "json" {
-				return writeJSON(g.stdout, struct {
-					sliver.Info
-					Stats sliver.Stats `json:"stats"`
-				}{in, st})
-			}
-			r := in.Resources
-			return table(g.stdout, []any{"FIELD", "VALUE"}, [][]any{
-				{"name", in.Name}, {"state", in.State}, {"image", in.Image}, {"pid", in.Pid},
-				{"host uids", fmt.Sprintf("%d-%d", in.UIDBase, in.UIDBase+sliver.IDRangeSize-1)},
-				{"cpu", cpuSummary(r)},
-				{"cpu time", st.CPUTime.Round(time.Millisecond)},
-				{"memory", sliver.FormatBytes(st.MemoryBytes) + " of " + sliver.FormatBytes(r.MemoryBytes)},
-				{"oom kills", st.OOMKills},
-				{"processes", fmt.Sprintf("%d of %d", st.Processes, r.Pids)},
-				{"disk", sliver.FormatBytes(st.DiskBytes) + " of " + sliver.FormatBytes(r.DiskBytes)},
-				{"created", in.Created.Local().Format(time.DateTime)},
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				in, err := b.State(c.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				_ = b.SyncDisk()
+				st, err := b.Stats(c.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if out == "json" {
+					return writeJSON(g.stdout, struct {
+						sliver.Info
+						Stats sliver.Stats `json:"stats"`
+					}{in, st})
+				}
+				r := in.Resources
+				return table(g.stdout, []any{"FIELD", "VALUE"}, [][]any{
+					{"name", in.Name}, {"state", in.State}, {"image", in.Image}, {"pid", in.Pid},
+					{"host uids", fmt.Sprintf("%d-%d", in.UIDBase, in.UIDBase+sliver.IDRangeSize-1)},
+					{"cpu", cpuSummary(r)},
+					{"cpu time", st.CPUTime.Round(time.Millisecond)},
+					{"memory", sliver.FormatBytes(st.MemoryBytes) + " of " + sliver.FormatBytes(r.MemoryBytes)},
+					{"oom kills", st.OOMKills},
+					{"processes", fmt.Sprintf("%d of %d", st.Processes, r.Pids)},
+					{"disk", sliver.FormatBytes(st.DiskBytes) + " of " + sliver.FormatBytes(r.DiskBytes)},
+					{"created", in.Created.Local().Format(time.DateTime)},
+				})
 			})
 		},
 	}
@@ -341,20 +328,17 @@ func newSliverUpdateCmd(g *globals) *cobra.Command {
 		Example: `  plab sliver update demo_web --memory 1G --cpu-limit 0.5`,
 		Args:    exactArgs(1, "a sliver name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			b, err := g.openBackend(c.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			in, err := b.State(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			res, err := rf.resources(c, in.Resources)
-			if err != nil {
-				return err
-			}
-			return b.Update(c.Context(), args[0], res)
+			return g.withBackend(c.Context(), func(b *oci.Backend) error {
+				in, err := b.State(c.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				res, err := rf.resources(c, in.Resources)
+				if err != nil {
+					return err
+				}
+				return b.Update(c.Context(), args[0], res)
+			})
 		},
 	}
 	rf.add(c)
