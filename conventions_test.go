@@ -92,6 +92,11 @@ var boundaries = map[string][]string{
 	"sliver/cgroups": {},
 	"sliver/disk":    {"errdefs"},
 	"image":          {"errdefs"},
+	// Trust: keys and signed documents depend on nothing but each other.
+	"cred":         {"errdefs"},
+	"cred/ca":      {"errdefs", "cred"},
+	"cred/ticket":  {"errdefs", "cred"},
+	"cred/httpsig": {"errdefs", "cred"},
 }
 
 // TestImportBoundaries checks boundaries with go list -deps, and that no
