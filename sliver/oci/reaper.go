@@ -60,9 +60,17 @@ func watchInit(pid int, start uint64) (*initWatch, error) {
 				return false
 			}
 			// Reap it if it is ours; ECHILD means another process is its
-			// parent (the init predates this process).
+			// parent (the init predates this process). The wait blocks: the
+			// kernel wakes pidfd pollers just before it marks the exiting
+			// process a zombie, so WNOHANG here could miss it and leave
+			// the zombie behind.
 			var info unix.Siginfo
-			_ = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG, nil)
+			for {
+				err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED, nil)
+				if err != unix.EINTR {
+					break
+				}
+			}
 			return true
 		})
 	}()
