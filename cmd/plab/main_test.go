@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/plab/plab/cred"
+	"github.com/plab/plab/cred/ticket"
 	"github.com/plab/plab/internal/testenv"
 	"github.com/plab/plab/sliver/oci"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -30,7 +33,8 @@ var scriptSeq atomic.Uint32
 // it ends.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+		Dir:  "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"mkdocs": mkdocs},
 		Setup: func(env *testscript.Env) error {
 			if strings.HasPrefix(filepath.Base(env.WorkDir), "script-root_") {
 				testenv.RequireRoot(env.T().(testing.TB))
@@ -105,4 +109,54 @@ func TestNotRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "state")); err == nil {
 		t.Error("the refused command created the state directory")
 	}
+}
+
+// mkdocs writes, in the script's work directory, signed documents for the
+// ticket scripts: trust (PLC and node1), ticket.jwt (valid now, for
+// node1.test), lease.jwt, expired.jwt, forged.jwt (signed by an unknown
+// key), user.fp (the tickets' principal).
+func mkdocs(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: mkdocs")
+	}
+	key := func() *cred.PrivateKey {
+		k, err := cred.GenerateKey()
+		ts.Check(err)
+		return k
+	}
+	plc, node, stranger, user := key(), key(), key(), key()
+	now := time.Now()
+	tk := ticket.Ticket{
+		Principal: user.Fingerprint(), Node: "node1.test", Slice: "princeton_codeen",
+		Resources: ticket.Resources{CPUShares: 2, MemoryBytes: 512 << 20, Ports: []string{"tcp/8080"}},
+		IssuedAt:  now.Unix(), NotBefore: now.Unix(), NotAfter: now.Add(time.Hour).Unix(),
+	}
+	write := func(name, data string) { ts.Check(os.WriteFile(ts.MkAbs(name), []byte(data+"\n"), 0o644)) }
+	sign := func(t ticket.Ticket, k *cred.PrivateKey) string {
+		doc, err := ticket.Sign(t, "plc.test", k)
+		ts.Check(err)
+		return doc
+	}
+	doc := sign(tk, plc)
+	write("ticket.jwt", doc)
+	write("forged.jwt", sign(tk, stranger))
+	old := tk
+	old.NotBefore, old.NotAfter = now.Add(-2*time.Hour).Unix(), now.Add(-time.Hour).Unix()
+	write("expired.jwt", sign(old, plc))
+	verified, err := ticket.Verify(doc, mustTrust(ts, plc, node), ticket.Checks{Now: now})
+	ts.Check(err)
+	lease, _, err := ticket.NewLease(verified, "princeton_codeen", "node1.test", now, now.Add(time.Hour), node)
+	ts.Check(err)
+	write("lease.jwt", lease)
+	write("trust", ticket.TrustLine(ticket.Issuer{Role: ticket.RolePLC, Name: "plc.test", Key: plc.Public()})+"\n"+
+		ticket.TrustLine(ticket.Issuer{Role: ticket.RoleNode, Name: "node1.test", Key: node.Public()}))
+	write("user.fp", string(user.Fingerprint()))
+	ts.Setenv("USERFP", string(user.Fingerprint()))
+}
+
+func mustTrust(ts *testscript.TestScript, plc, node *cred.PrivateKey) *ticket.Trust {
+	t, err := ticket.NewTrust(ticket.Issuer{Role: ticket.RolePLC, Name: "plc.test", Key: plc.Public()},
+		ticket.Issuer{Role: ticket.RoleNode, Name: "node1.test", Key: node.Public()})
+	ts.Check(err)
+	return t
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/plab/plab/cred"
@@ -106,6 +107,14 @@ func TestTicketRoundTrip(t *testing.T) {
 	hand := rawJWS(w.plc, headerFor(w.plc, TypeTicket), string(payload))
 	if _, err := Verify(hand, w.trust, w.checks()); err != nil {
 		t.Errorf("Verify(hand-made RFC 7515 JWS) = %v", err)
+	}
+	// And go-jose, a second implementation, verifies what plab signs.
+	obj, err := jose.ParseSignedCompact(doc, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatalf("go-jose cannot parse a plab ticket: %v", err)
+	}
+	if p, err := obj.Verify(w.plc.Public().Ed25519()); err != nil || !json.Valid(p) {
+		t.Errorf("go-jose Verify(plab ticket) = %q, %v", p, err)
 	}
 	un, kid, err := UnverifiedTicket(doc)
 	if err != nil || kid != w.plc.Fingerprint() || un.ID != got.ID {
@@ -450,6 +459,35 @@ func assertNoSecrets(t *testing.T, msg, doc string) {
 	for _, p := range parts {
 		if len(p) >= 16 && strings.Contains(msg, p[:16]) {
 			t.Errorf("error message quotes the document: %s", msg)
+		}
+	}
+}
+
+func TestTrustFile(t *testing.T) {
+	w := newWorld(t)
+	var lines []string
+	for _, iss := range w.trust.Issuers() {
+		lines = append(lines, TrustLine(iss))
+	}
+	text := "# plab trust roots\n\n" + strings.Join(lines, "\n") + "\n"
+	got, err := ParseTrust([]byte(text))
+	if err != nil {
+		t.Fatalf("ParseTrust(%q) = %v", text, err)
+	}
+	if diff := cmp.Diff(w.trust.Issuers(), got.Issuers(), cmp.Comparer(func(a, b cred.PublicKey) bool { return a.Equal(b) })); diff != "" {
+		t.Errorf("trust file round trip (-want +got):\n%s", diff)
+	}
+	key := w.plc.Public().AuthorizedKey()
+	for _, bad := range []string{
+		key,
+		key + " admin:x",
+		key + " plc:",
+		key + " plc",
+		"ssh-rsa AAAA plc:x",
+		key + " plc:x extra",
+	} {
+		if _, err := ParseTrust([]byte(bad)); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("ParseTrust(%q) = %v, want ErrInvalid", bad, err)
 		}
 	}
 }
