@@ -37,10 +37,18 @@ check: ## gofmt, go vet, staticcheck, package docs, import boundaries
 	$(GO) test -count=1 -run 'TestPackageDocs|TestImportBoundaries' .
 
 .PHONY: test
+# The VM part runs beside the host's tests (its log is shown when it ends):
+# emulation leaves one of two cores mostly idle otherwise.
 test: deps check ## Every test with -race, on this kernel and on a cgroup v2 kernel (VM), then the fuzzers briefly (root)
-	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -race -count=1 -timeout 30m ./...
-	$(MAKE) --no-print-directory test-cgroup2
-	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+	@mkdir -p bin; \
+	$(MAKE) --no-print-directory test-cgroup2 > bin/test-cgroup2.log 2>&1 & vm=$$!; \
+	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -race -count=1 -timeout 30m ./...; host=$$?; \
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s; fz=$$?; \
+	echo "== waiting for the cgroup v2 VM (log: bin/test-cgroup2.log)"; \
+	wait $$vm; v2=$$?; cat bin/test-cgroup2.log; \
+	res() { [ $$1 = 0 ] && echo passed || echo FAILED; }; \
+	echo; echo "== summary: host tests $$(res $$host); cgroup v2 VM tests $$(res $$v2); fuzzers $$(res $$fz)"; \
+	[ $$host = 0 ] && [ $$v2 = 0 ] && [ $$fz = 0 ]
 
 # The packages whose behaviour depends on the cgroup version, run again in a
 # VM whose kernel has only cgroup v2 (hack/vm; this host runs a v1 hybrid).
@@ -68,8 +76,9 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 1m)
 	done
 
 .PHONY: bench
-bench: deps build ## Measure slivers: creation, exec, destroy, memory and disk (root)
+bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk) and credentials (signing, verification, handshakes) (root)
 	$(BIN) bench slivers --count 1000
+	$(GO) test -run='^$$' -bench=. -benchtime=2s -cpu 1 ./cred/...
 
 .PHONY: demo
 demo: deps build ## Slivers on this machine: create, run commands in, list (root)
