@@ -161,8 +161,9 @@ func ParseFingerprint(s string) (Fingerprint, error) {
 	if !ok {
 		return "", fmt.Errorf("fingerprint %q: want SHA256: followed by 43 base64 characters, as ssh-keygen -l prints: %w", clip(s), errdefs.ErrInvalid)
 	}
+	// The length check also keeps out \r and \n, which the decoder skips.
 	b, err := base64.RawStdEncoding.Strict().DecodeString(rest)
-	if err != nil || len(b) != 32 {
+	if err != nil || len(b) != 32 || len(rest) != 43 {
 		return "", fmt.Errorf("fingerprint %q: want SHA256: followed by 43 base64 characters, as ssh-keygen -l prints: %w", clip(s), errdefs.ErrInvalid)
 	}
 	return Fingerprint(s), nil
