@@ -90,3 +90,21 @@ func BenchmarkVerifyLease(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
 }
+
+// BenchmarkVerifyTicketBatch verifies batches of 64 tickets, as a node
+// catching up with PLC does.
+func BenchmarkVerifyTicketBatch(b *testing.B) {
+	w := newWorld(b)
+	docs := make([]string, 64)
+	for i := range docs {
+		docs[i] = w.sign(b, w.ticket())
+	}
+	c := w.checks()
+	for b.Loop() {
+		_, errs := VerifyBatch(docs, w.trust, c)
+		if errs[0] != nil {
+			b.Fatal(errs[0])
+		}
+	}
+	b.ReportMetric(float64(b.N*len(docs))/b.Elapsed().Seconds(), "verifies/s")
+}

@@ -312,30 +312,40 @@ func Verify(doc string, trust *Trust, c Checks) (*Ticket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verify ticket: %w", err)
 	}
-	iss, err := verify(doc, p, trust)
-	if err != nil {
+	if _, err := verify(doc, p, trust); err != nil {
 		return nil, fmt.Errorf("verify ticket: %w", err)
+	}
+	t, _, err := checkTicket(p, trust, c)
+	return t, err
+}
+
+// checkTicket decodes the claims of a split ticket and checks everything
+// but the signature.
+func checkTicket(p *parsed, trust *Trust, c Checks) (*Ticket, Issuer, error) {
+	iss, ok := trust.lookup(cred.Fingerprint(p.header.Kid))
+	if !ok {
+		return nil, Issuer{}, fmt.Errorf("verify ticket: signed by %s, which is not among the trusted keys: %w", p.header.Kid, errdefs.ErrDenied)
 	}
 	var t Ticket
 	if err := strictJSON(p.payload, &t); err != nil {
-		return nil, fmt.Errorf("verify ticket: %w", err)
+		return nil, Issuer{}, fmt.Errorf("verify ticket: %w", err)
 	}
 	if err := t.check(); err != nil {
-		return nil, fmt.Errorf("verify ticket: %w", err)
+		return nil, Issuer{}, fmt.Errorf("verify ticket: %w", err)
 	}
 	if iss.Role != RolePLC || iss.Name != t.Issuer {
-		return nil, fmt.Errorf("verify ticket: issued by %q but signed by %s %q; only PLC signs tickets: %w", clip(t.Issuer), iss.Role, iss.Name, errdefs.ErrDenied)
+		return nil, Issuer{}, fmt.Errorf("verify ticket: issued by %q but signed by %s %q; only PLC signs tickets: %w", clip(t.Issuer), iss.Role, iss.Name, errdefs.ErrDenied)
 	}
 	if c.Node != "" && t.Node != c.Node {
-		return nil, fmt.Errorf("verify ticket: ticket is for node %q, not this node %q: %w", clip(t.Node), c.Node, errdefs.ErrDenied)
+		return nil, Issuer{}, fmt.Errorf("verify ticket: ticket is for node %q, not this node %q: %w", clip(t.Node), c.Node, errdefs.ErrDenied)
 	}
 	if c.Principal != "" && t.Principal != c.Principal {
-		return nil, fmt.Errorf("verify ticket: ticket names principal %s, but %s presented it: %w", t.Principal, c.Principal, errdefs.ErrDenied)
+		return nil, Issuer{}, fmt.Errorf("verify ticket: ticket names principal %s, but %s presented it: %w", t.Principal, c.Principal, errdefs.ErrDenied)
 	}
 	if err := c.window("ticket", t.NotBefore, t.NotAfter); err != nil {
-		return nil, fmt.Errorf("verify ticket: %w", err)
+		return nil, Issuer{}, fmt.Errorf("verify ticket: %w", err)
 	}
-	return &t, nil
+	return &t, iss, nil
 }
 
 // Redeem verifies doc as Verify does and then records its id in once so it

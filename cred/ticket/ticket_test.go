@@ -169,7 +169,7 @@ func TestVerifyFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, tc := range []struct {
+	table := []struct {
 		name   string
 		doc    string
 		checks Checks
@@ -221,7 +221,8 @@ func TestVerifyFailures(t *testing.T) {
 		{"standard base64 alphabet", parts[0] + "." + parts[1] + ".+/" + parts[2][2:], w.checks(), errdefs.ErrInvalid},
 		{"empty", "", w.checks(), errdefs.ErrInvalid},
 		{"huge", strings.Repeat("A", MaxDocumentBytes+1), w.checks(), errdefs.ErrInvalid},
-	} {
+	}
+	for _, tc := range table {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Verify(tc.doc, w.trust, tc.checks)
 			if !errors.Is(err, tc.want) {
@@ -232,6 +233,39 @@ func TestVerifyFailures(t *testing.T) {
 			}
 			assertNoSecrets(t, err.Error(), tc.doc)
 		})
+	}
+
+	// VerifyBatch agrees with Verify on every document of the table that
+	// uses the default checks, mixed with good tickets.
+	docs := []string{good}
+	for _, tc := range table {
+		if cmp.Equal(tc.checks, w.checks()) {
+			docs = append(docs, tc.doc, w.sign(t, w.ticket()))
+		}
+	}
+	tickets, errs := VerifyBatch(docs, w.trust, w.checks())
+	for i, doc := range docs {
+		want, werr := Verify(doc, w.trust, w.checks())
+		if errdefs.Kind(errs[i]) != errdefs.Kind(werr) || !cmp.Equal(tickets[i], want) {
+			t.Errorf("VerifyBatch[%d] = %v, %v; Verify = %v, %v", i, tickets[i], errs[i], want, werr)
+		}
+	}
+}
+
+func TestVerifyBatchAllGood(t *testing.T) {
+	w := newWorld(t)
+	var docs []string
+	for range 50 {
+		docs = append(docs, w.sign(t, w.ticket()))
+	}
+	tickets, errs := VerifyBatch(docs, w.trust, w.checks())
+	for i := range docs {
+		if errs[i] != nil || tickets[i] == nil {
+			t.Errorf("VerifyBatch[%d] = %v, %v", i, tickets[i], errs[i])
+		}
+	}
+	if tk, errs := VerifyBatch(nil, w.trust, w.checks()); len(tk) != 0 || len(errs) != 0 {
+		t.Errorf("VerifyBatch(nil) = %v, %v", tk, errs)
 	}
 }
 
