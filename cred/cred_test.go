@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,6 +125,13 @@ func TestKeyFile(t *testing.T) {
 			t.Errorf("ReadKeyFile(%s) = %v, want ErrInvalid", name, err)
 		}
 	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadKeyFile(fifo); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("ReadKeyFile(a FIFO) = %v, want ErrInvalid (and no hang)", err)
+	}
 	if _, err := ReadKeyFile(filepath.Join(dir, "missing")); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("ReadKeyFile(missing) = %v, want ErrNotFound", err)
 	}
@@ -138,8 +146,8 @@ func TestNoSecretsPrinted(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	log.Info("key", "k", k, "any", any(k))
-	log.Info("text", "s", fmt.Sprintf("%v %+v %#v %s %x %q", k, k, k, k, k, k))
+	log.Info("key", "k", k, "any", any(k), "value", *k)
+	log.Info("text", "s", fmt.Sprintf("%v %+v %#v %s %x %q %v %#v", k, k, k, k, k, k, *k, *k))
 	out := logs.String()
 	errs := []error{fmt.Errorf("wrapped %v", k)}
 

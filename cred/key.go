@@ -65,16 +65,16 @@ func (k *PrivateKey) CryptoSigner() crypto.Signer { return k.k }
 const redacted = "[redacted]"
 
 // String hides the key.
-func (k *PrivateKey) String() string { return redacted }
+func (k PrivateKey) String() string { return redacted }
 
 // GoString hides the key.
-func (k *PrivateKey) GoString() string { return redacted }
+func (k PrivateKey) GoString() string { return redacted }
 
 // Format hides the key whatever the verb.
-func (k *PrivateKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+func (k PrivateKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
 
 // LogValue hides the key from slog.
-func (k *PrivateKey) LogValue() slog.Value { return slog.StringValue(redacted) }
+func (k PrivateKey) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // PublicKey is an Ed25519 public key of PLC or a node.
 type PublicKey struct {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/plab/plab/errdefs"
 )
@@ -30,9 +31,14 @@ func MarshalPrivateKey(k *PrivateKey) []byte {
 // ParsePrivateKey decodes one PKCS#8 PEM block holding an Ed25519 key.
 // Errors never quote the input.
 func ParsePrivateKey(data []byte) (*PrivateKey, error) {
+	// pem.Decode skips text before the block and allows headers; a key
+	// file has neither.
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN ")) {
+		return nil, fmt.Errorf("want one PEM block of type %q and nothing before it: %w", pemPrivateKey, errdefs.ErrInvalid)
+	}
 	block, rest := pem.Decode(data)
-	if block == nil || block.Type != pemPrivateKey {
-		return nil, fmt.Errorf("want one PEM block of type %q: %w", pemPrivateKey, errdefs.ErrInvalid)
+	if block == nil || block.Type != pemPrivateKey || len(block.Headers) != 0 {
+		return nil, fmt.Errorf("want one PEM block of type %q, without headers: %w", pemPrivateKey, errdefs.ErrInvalid)
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("data after the PEM block: %w", errdefs.ErrInvalid)
@@ -118,7 +124,9 @@ func ReadKeyFile(path string) (*PrivateKey, error) {
 
 // readSecretFile reads a file holding a secret after checking its mode.
 func readSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO planted at the path must not hang the open; it is
+	// then refused as not a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("read key file %s: no such file: %w", path, errdefs.ErrNotFound)

@@ -24,9 +24,14 @@ func MarshalCertificate(cert *x509.Certificate) []byte {
 // ParseCertificate decodes one PEM certificate block. It checks the form
 // only: trust comes from Trust.Verify.
 func ParseCertificate(data []byte) (*x509.Certificate, error) {
+	// pem.Decode skips text before the block and allows headers; a
+	// certificate file has neither.
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN ")) {
+		return nil, fmt.Errorf("want one PEM block of type %q and nothing before it: %w", pemCertificate, errdefs.ErrInvalid)
+	}
 	block, rest := pem.Decode(data)
-	if block == nil || block.Type != pemCertificate {
-		return nil, fmt.Errorf("want one PEM block of type %q: %w", pemCertificate, errdefs.ErrInvalid)
+	if block == nil || block.Type != pemCertificate || len(block.Headers) != 0 {
+		return nil, fmt.Errorf("want one PEM block of type %q, without headers: %w", pemCertificate, errdefs.ErrInvalid)
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("data after the PEM certificate: %w", errdefs.ErrInvalid)

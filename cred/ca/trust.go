@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -51,6 +52,9 @@ func (t *Trust) AddRoot(root *x509.Certificate) error {
 	if _, err := cred.NewPublicKey(root.PublicKey); err != nil {
 		return fmt.Errorf("add root %q: key is not Ed25519; give the testbed CA's ca.crt: %w", clip(root.Subject.CommonName), errdefs.ErrInvalid)
 	}
+	if root.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return fmt.Errorf("add root %q: may not sign certificates (no certSign key usage); give the testbed CA's ca.crt: %w", clip(root.Subject.CommonName), errdefs.ErrInvalid)
+	}
 	if err := root.CheckSignatureFrom(root); err != nil {
 		return fmt.Errorf("add root %q: not self-signed; give the testbed CA's ca.crt: %w", clip(root.Subject.CommonName), errdefs.ErrInvalid)
 	}
@@ -58,6 +62,13 @@ func (t *Trust) AddRoot(root *x509.Certificate) error {
 	defer t.mu.Unlock()
 	if slices.ContainsFunc(t.roots, root.Equal) {
 		return nil
+	}
+	// A root with a trusted root's key would keep every certificate of
+	// that root valid after it is removed: rotation needs a new key.
+	for _, r := range t.roots {
+		if root.PublicKeyAlgorithm == r.PublicKeyAlgorithm && bytes.Equal(root.RawSubjectPublicKeyInfo, r.RawSubjectPublicKeyInfo) {
+			return fmt.Errorf("add root %q: a trusted root already has its key; a new root needs a new key: %w", clip(root.Subject.CommonName), errdefs.ErrConflict)
+		}
 	}
 	t.setRoots(append(slices.Clip(t.roots), root))
 	return nil

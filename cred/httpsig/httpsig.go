@@ -252,5 +252,5 @@ func authority(req *http.Request) string {
 	if h == "" && req.URL != nil {
 		h = req.URL.Host
 	}
-	return strings.ToLower(h)
+	return asciiLower(h)
 }

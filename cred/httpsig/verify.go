@@ -117,7 +117,7 @@ func (v *Verifier) Verify(req *http.Request) (Result, error) {
 	}
 
 	a := authority(req)
-	if !slices.ContainsFunc(v.Authorities, func(s string) bool { return strings.EqualFold(s, a) }) {
+	if !slices.ContainsFunc(v.Authorities, func(s string) bool { return asciiLower(s) == a }) {
 		return Result{}, fmt.Errorf("request is addressed to %q, not to this server; send it to the server it was signed for: %w", clip(a), errdefs.ErrDenied)
 	}
 
@@ -471,4 +471,16 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), contextKey{}, res)))
 	})
+}
+
+// asciiLower lowercases A-Z only; strings.EqualFold would also fold
+// Unicode (the Kelvin sign matches k).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -25,6 +25,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -361,7 +362,10 @@ func Redeem(ctx context.Context, doc string, trust *Trust, c Checks, once cred.O
 	// Remember the id until the ticket can no longer pass the window check.
 	until := time.Unix(t.NotAfter, 0).Add(c.Skew)
 	if err := once.Use(ctx, "ticket:"+t.ID, until); err != nil {
-		return nil, fmt.Errorf("redeem ticket %s: redeemed before; ask PLC for a new ticket: %w", t.ID, err)
+		if errors.Is(err, errdefs.ErrConflict) {
+			return nil, fmt.Errorf("redeem ticket %s: redeemed before; ask PLC for a new ticket: %w", t.ID, err)
+		}
+		return nil, fmt.Errorf("redeem ticket %s: record its redemption: %w", t.ID, err)
 	}
 	return t, nil
 }
@@ -391,6 +395,12 @@ func NewLease(t *Ticket, sliver, node string, now, notAfter time.Time, key *cred
 // Renew returns l extended to notAfter with its renewal count raised,
 // signed anew by key.
 func Renew(l Lease, now, notAfter time.Time, key *cred.PrivateKey) (string, *Lease, error) {
+	if !now.Before(time.Unix(l.NotAfter, 0)) {
+		return "", nil, fmt.Errorf("renew lease %s: it expired at %s; its sliver is gone, redeem a new ticket: %w", l.ID, time.Unix(l.NotAfter, 0).UTC().Format(time.RFC3339), errdefs.ErrExpired)
+	}
+	if !notAfter.After(now) {
+		return "", nil, fmt.Errorf("renew lease %s: new expiry %s is in the past: %w", l.ID, notAfter.UTC().Format(time.RFC3339), errdefs.ErrInvalid)
+	}
 	if !notAfter.After(time.Unix(l.NotAfter, 0)) {
 		return "", nil, fmt.Errorf("renew lease %s: new expiry %s is not later than %s: %w", l.ID, notAfter.UTC().Format(time.RFC3339), time.Unix(l.NotAfter, 0).UTC().Format(time.RFC3339), errdefs.ErrInvalid)
 	}
