@@ -70,31 +70,41 @@ func keyKind(k any) string {
 // mode 0700 if needed. It never replaces an existing file: a key is
 // rotated by writing a new file. The file appears whole or not at all.
 func WriteKeyFile(path string, k *PrivateKey) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write key file: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".key-*")
-	if err != nil {
+	if err := WriteNewFile(path, MarshalPrivateKey(k), 0o600); err != nil {
 		return fmt.Errorf("write key file: %w", err)
+	}
+	return nil
+}
+
+// WriteNewFile writes data to path with mode, whole or not at all (a
+// temporary file, synced, then linked into place), and never replaces an
+// existing file: that fails with errdefs.ErrConflict.
+func WriteNewFile(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".new-*")
+	if err != nil {
+		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+	if err := tmp.Chmod(mode); err != nil {
+		return err
 	}
-	if _, err := tmp.Write(MarshalPrivateKey(k)); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+	if _, err := tmp.Write(data); err != nil {
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+		return err
 	}
 	// link(2) refuses to replace path, unlike rename(2).
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("write key file %s: a file is already there; keys are never overwritten, remove it or choose another path: %w", path, errdefs.ErrConflict)
+			return fmt.Errorf("%s is already there; it is never overwritten, remove it or choose another path: %w", path, errdefs.ErrConflict)
 		}
-		return fmt.Errorf("write key file: %w", err)
+		return err
 	}
 	return syncDir(dir)
 }

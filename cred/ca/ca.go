@@ -123,44 +123,11 @@ func (c *CA) Save(dir string) error {
 	if err := cred.WriteKeyFile(keyPath, c.key); err != nil {
 		return fmt.Errorf("save CA: %w", err)
 	}
-	if err := writeNewFile(certPath, MarshalCertificate(c.cert), 0o644); err != nil {
+	if err := cred.WriteNewFile(certPath, MarshalCertificate(c.cert), 0o644); err != nil {
+		os.Remove(keyPath) // nothing half-saved
 		return fmt.Errorf("save CA: %w", err)
 	}
 	return nil
-}
-
-// writeNewFile writes data to path whole or not at all, and never replaces
-// an existing file.
-func writeNewFile(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".crt-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if err := tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	// link(2) refuses to replace path, unlike rename(2).
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s is already there; remove it or choose another directory: %w", path, errdefs.ErrConflict)
-		}
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Load reads a CA written by Save. Like cred.ReadKeyFile, it refuses a key
