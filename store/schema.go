@@ -90,6 +90,46 @@ var migrations = []string{
 	);
 	CREATE INDEX tickets_slice ON tickets(slice_name);
 	CREATE INDEX tickets_node ON tickets(node_id);
+	CREATE TABLE node_groups (
+		id {{id}},
+		name TEXT NOT NULL UNIQUE,
+		tag TEXT NOT NULL,
+		value TEXT NOT NULL,
+		created BIGINT NOT NULL
+	);
+	CREATE TABLE slice_attributes (
+		id {{id}},
+		slice_id BIGINT NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		value TEXT NOT NULL,
+		node_id BIGINT REFERENCES nodes(id) ON DELETE CASCADE,
+		node_group_id BIGINT REFERENCES node_groups(id) ON DELETE CASCADE,
+		CHECK (node_id IS NULL OR node_group_id IS NULL)
+	);
+	CREATE UNIQUE INDEX slice_attributes_scope ON slice_attributes(slice_id, name, COALESCE(node_id, 0), COALESCE(node_group_id, 0));
+	CREATE TABLE slice_nodes (
+		slice_id BIGINT NOT NULL REFERENCES slices(id) ON DELETE CASCADE,
+		node_id BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+		PRIMARY KEY (slice_id, node_id)
+	);
+	CREATE INDEX slice_nodes_node ON slice_nodes(node_id);
+	CREATE TABLE enroll_tokens (
+		hash TEXT PRIMARY KEY,
+		node_id BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+		expires BIGINT NOT NULL,
+		used INTEGER NOT NULL
+	);
+	CREATE TABLE node_reports (
+		node_id BIGINT PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		at BIGINT NOT NULL,
+		body TEXT NOT NULL
+	);
+	CREATE TABLE changes (
+		id {{id}},
+		node_id BIGINT NOT NULL,
+		at BIGINT NOT NULL
+	);
+	CREATE INDEX changes_node ON changes(node_id, id);
 	CREATE TABLE events (
 		id {{id}},
 		at BIGINT NOT NULL,

@@ -40,6 +40,10 @@ func Run(t *testing.T, open Open) {
 		{"Rollback", testRollback},
 		{"ConcurrentWriters", testConcurrent},
 		{"Pages", testPages},
+		{"Attributes", testAttributes},
+		{"Delegation", testDelegation},
+		{"EnrollTokens", testEnrollTokens},
+		{"Reports", testReports},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -491,6 +495,217 @@ func testPages(t *testing.T, s *store.Store) {
 		all, err := tx.ListSites(ctx, store.Page{Limit: 5000})
 		if err != nil || len(all) != 25 {
 			t.Errorf("ListSites(limit above max) = %d, %v", len(all), err)
+		}
+		return nil
+	})
+}
+
+// testAttributes: precedence node > node group > global.
+func testAttributes(t *testing.T, s *store.Store) {
+	a := site("attr")
+	sl := &store.Slice{Name: "attr_x", Instantiation: "direct", Enabled: true}
+	n1 := &store.Node{Hostname: "n1.attr", BootState: "boot", Tags: map[string]string{"region": "eu", "gpu": "yes"}}
+	n2 := &store.Node{Hostname: "n2.attr", BootState: "boot", Tags: map[string]string{"region": "us"}}
+	eu := &store.NodeGroup{Name: "europe", Tag: "region", Value: "eu"}
+	gpu := &store.NodeGroup{Name: "gpus", Tag: "gpu", Value: "yes"}
+	update(t, s, func(tx *store.Tx) error {
+		if err := tx.CreateSite(ctx, a); err != nil {
+			return err
+		}
+		sl.SiteID, n1.SiteID, n2.SiteID = a.ID, a.ID, a.ID
+		for _, n := range []*store.Node{n1, n2} {
+			if err := tx.CreateNode(ctx, n); err != nil {
+				return err
+			}
+		}
+		for _, g := range []*store.NodeGroup{eu, gpu} {
+			if err := tx.CreateNodeGroup(ctx, g); err != nil {
+				return err
+			}
+		}
+		if err := tx.CreateSlice(ctx, sl); err != nil {
+			return err
+		}
+		for _, at := range []*store.Attribute{
+			{SliceID: sl.ID, Name: "memory", Value: "256M"},
+			{SliceID: sl.ID, Name: "memory", Value: "512M", NodeGroupID: eu.ID},
+			{SliceID: sl.ID, Name: "memory", Value: "1G", NodeID: n1.ID},
+			{SliceID: sl.ID, Name: "disk", Value: "1G"},
+			{SliceID: sl.ID, Name: "disk", Value: "2G", NodeGroupID: eu.ID},
+			{SliceID: sl.ID, Name: "disk", Value: "4G", NodeGroupID: gpu.ID},
+			{SliceID: sl.ID, Name: "cpu", Value: "2", NodeGroupID: eu.ID},
+		} {
+			if err := tx.SetAttribute(ctx, at); err != nil {
+				return err
+			}
+		}
+		// Setting the same name and scope again replaces the value.
+		return tx.SetAttribute(ctx, &store.Attribute{SliceID: sl.ID, Name: "memory", Value: "128M"})
+	})
+	wantKind(t, "SetAttribute(node and group)", s.Update(ctx, func(tx *store.Tx) error {
+		return tx.SetAttribute(ctx, &store.Attribute{SliceID: sl.ID, Name: "x", Value: "y", NodeID: n1.ID, NodeGroupID: eu.ID})
+	}), errdefs.ErrInvalid)
+	wantKind(t, "CreateNodeGroup(duplicate)", s.Update(ctx, func(tx *store.Tx) error {
+		return tx.CreateNodeGroup(ctx, &store.NodeGroup{Name: "europe", Tag: "x", Value: "y"})
+	}), errdefs.ErrConflict)
+	view(t, s, func(tx *store.Tx) error {
+		for _, tc := range []struct {
+			node *store.Node
+			want map[string]string
+		}{
+			{n1, map[string]string{"memory": "1G", "disk": "2G", "cpu": "2"}},
+			{n2, map[string]string{"memory": "128M", "disk": "1G"}},
+		} {
+			got, err := tx.ResolveAttributes(ctx, sl.ID, tc.node)
+			if err != nil {
+				return err
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("ResolveAttributes(%s) (-want +got):\n%s", tc.node.Hostname, diff)
+			}
+		}
+		all, err := tx.Attributes(ctx, sl.ID)
+		if err != nil || len(all) != 7 {
+			t.Errorf("Attributes = %d, %v; want 7", len(all), err)
+		}
+		return nil
+	})
+	update(t, s, func(tx *store.Tx) error { return tx.DeleteNodeGroup(ctx, "europe") })
+	view(t, s, func(tx *store.Tx) error {
+		got, err := tx.ResolveAttributes(ctx, sl.ID, n1)
+		if err == nil && !cmp.Equal(got, map[string]string{"memory": "1G", "disk": "4G"}) {
+			t.Errorf("after deleting the group, ResolveAttributes(n1) = %v", got)
+		}
+		return err
+	})
+}
+
+// testDelegation: binding slices to nodes, and the change counter nodes
+// long-poll on.
+func testDelegation(t *testing.T, s *store.Store) {
+	a := site("dlg")
+	sl := &store.Slice{Name: "dlg_x", Instantiation: "delegated", Enabled: true}
+	n1 := &store.Node{Hostname: "n1.dlg", BootState: "boot"}
+	n2 := &store.Node{Hostname: "n2.dlg", BootState: "boot"}
+	var c0, c1 int64
+	update(t, s, func(tx *store.Tx) error {
+		if err := tx.CreateSite(ctx, a); err != nil {
+			return err
+		}
+		sl.SiteID, n1.SiteID, n2.SiteID = a.ID, a.ID, a.ID
+		for _, n := range []*store.Node{n1, n2} {
+			if err := tx.CreateNode(ctx, n); err != nil {
+				return err
+			}
+		}
+		if err := tx.CreateSlice(ctx, sl); err != nil {
+			return err
+		}
+		var err error
+		c0, err = tx.LatestChange(ctx, n1.ID)
+		if err != nil {
+			return err
+		}
+		if err := tx.BindNode(ctx, sl.ID, n1.ID); err != nil {
+			return err
+		}
+		c1, err = tx.RecordChange(ctx, n1.ID)
+		return err
+	})
+	wantKind(t, "BindNode(twice)", s.Update(ctx, func(tx *store.Tx) error { return tx.BindNode(ctx, sl.ID, n1.ID) }), errdefs.ErrConflict)
+	view(t, s, func(tx *store.Tx) error {
+		if got, _ := tx.LatestChange(ctx, n1.ID); got != c1 || c1 <= c0 {
+			t.Errorf("LatestChange(n1) = %d, want %d (> %d)", got, c1, c0)
+		}
+		if got, _ := tx.LatestChange(ctx, n2.ID); got != c0 {
+			t.Errorf("LatestChange(n2) = %d, want %d: n1's change is not n2's", got, c0)
+		}
+		ns, err := tx.SliceNodes(ctx, sl.ID)
+		if err != nil || len(ns) != 1 || ns[0].Hostname != "n1.dlg" {
+			t.Errorf("SliceNodes = %v, %v", ns, err)
+		}
+		ss, err := tx.NodeSlices(ctx, n1.ID)
+		if err != nil || len(ss) != 1 || ss[0].Name != "dlg_x" {
+			t.Errorf("NodeSlices(n1) = %v, %v", ss, err)
+		}
+		return nil
+	})
+	var all int64
+	update(t, s, func(tx *store.Tx) error {
+		var err error
+		all, err = tx.RecordChange(ctx, 0)
+		return err
+	})
+	view(t, s, func(tx *store.Tx) error {
+		if got, _ := tx.LatestChange(ctx, n2.ID); got != all {
+			t.Errorf("LatestChange(n2) after a change for every node = %d, want %d", got, all)
+		}
+		return nil
+	})
+	update(t, s, func(tx *store.Tx) error { return tx.UnbindNode(ctx, sl.ID, n1.ID) })
+	wantKind(t, "UnbindNode(not bound)", s.Update(ctx, func(tx *store.Tx) error { return tx.UnbindNode(ctx, sl.ID, n1.ID) }), errdefs.ErrNotFound)
+}
+
+func testEnrollTokens(t *testing.T, s *store.Store) {
+	a := site("enr")
+	n := &store.Node{Hostname: "n1.enr", BootState: "boot"}
+	update(t, s, func(tx *store.Tx) error {
+		if err := tx.CreateSite(ctx, a); err != nil {
+			return err
+		}
+		n.SiteID = a.ID
+		if err := tx.CreateNode(ctx, n); err != nil {
+			return err
+		}
+		if err := tx.CreateEnrollToken(ctx, "h1", n.ID, t0.Add(time.Hour)); err != nil {
+			return err
+		}
+		return tx.CreateEnrollToken(ctx, "h2", n.ID, t0.Add(time.Hour))
+	})
+	use := func(hash string, now time.Time) (int64, error) {
+		var id int64
+		err := s.Update(ctx, func(tx *store.Tx) error {
+			var err error
+			id, err = tx.UseEnrollToken(ctx, hash, now)
+			return err
+		})
+		return id, err
+	}
+	if id, err := use("h1", t0); err != nil || id != n.ID {
+		t.Errorf("UseEnrollToken(h1) = %d, %v; want node %d", id, err, n.ID)
+	}
+	for _, tc := range []struct {
+		hash string
+		now  time.Time
+	}{{"h1", t0}, {"nope", t0}, {"h2", t0.Add(time.Hour)}} {
+		_, err := use(tc.hash, tc.now)
+		wantKind(t, fmt.Sprintf("UseEnrollToken(%s at %s)", tc.hash, tc.now), err, errdefs.ErrDenied)
+	}
+}
+
+func testReports(t *testing.T, s *store.Store) {
+	a := site("rep")
+	n := &store.Node{Hostname: "n1.rep", BootState: "boot"}
+	update(t, s, func(tx *store.Tx) error {
+		if err := tx.CreateSite(ctx, a); err != nil {
+			return err
+		}
+		n.SiteID = a.ID
+		if err := tx.CreateNode(ctx, n); err != nil {
+			return err
+		}
+		if err := tx.PutReport(ctx, n.ID, t0, json.RawMessage(`{"load":1}`)); err != nil {
+			return err
+		}
+		return tx.PutReport(ctx, n.ID, t0.Add(10*time.Second), json.RawMessage(`{"load":2}`))
+	})
+	wantKind(t, "PutReport(not JSON)", s.Update(ctx, func(tx *store.Tx) error { return tx.PutReport(ctx, n.ID, t0, json.RawMessage(`{`)) }), errdefs.ErrInvalid)
+	wantKind(t, "PutReport(unknown node)", s.Update(ctx, func(tx *store.Tx) error { return tx.PutReport(ctx, 424242, t0, json.RawMessage(`{}`)) }), errdefs.ErrNotFound)
+	view(t, s, func(tx *store.Tx) error {
+		rs, err := tx.Reports(ctx, store.Page{})
+		want := []store.Report{{NodeID: n.ID, At: t0.Add(10 * time.Second), Body: json.RawMessage(`{"load":2}`)}}
+		if err != nil || !cmp.Equal(rs, want) {
+			t.Errorf("Reports = %v, %v; want the latest only, %v", rs, err, want)
 		}
 		return nil
 	})
