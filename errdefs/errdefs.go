@@ -48,7 +48,9 @@ func HTTPStatus(err error) int {
 	case errors.Is(err, ErrExpired):
 		return http.StatusGone
 	case errors.Is(err, ErrNoCapacity):
-		return http.StatusInsufficientStorage
+		// The state of the node or site, not the request, is at fault;
+		// the body's code (no_capacity) tells it from other conflicts.
+		return http.StatusConflict
 	case errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
 	default:

@@ -276,3 +276,25 @@ func (t *Tx) LatestChange(ctx context.Context, nodeID int64) (int64, error) {
 	err := t.queryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM changes WHERE node_id = ? OR node_id = 0`, nodeID).Scan(&id)
 	return id, t.d.classify(err)
 }
+
+// NodeByID returns the node with this id, with its tags.
+func (t *Tx) NodeByID(ctx context.Context, id int64) (*Node, error) {
+	n, err := scanNode(t.queryRow(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ?`, id))
+	if err != nil {
+		return nil, wrap(t.d.classify(err), "node", fmt.Sprint(id))
+	}
+	ns := []Node{*n}
+	if err := t.loadTags(ctx, ns); err != nil {
+		return nil, err
+	}
+	return &ns[0], nil
+}
+
+// NodeGroupByID returns the node group with this id.
+func (t *Tx) NodeGroupByID(ctx context.Context, id int64) (*NodeGroup, error) {
+	g, err := scanGroup(t.queryRow(ctx, `SELECT id, name, tag, value, created FROM node_groups WHERE id = ?`, id))
+	if err != nil {
+		return nil, wrap(t.d.classify(err), "node group", fmt.Sprint(id))
+	}
+	return g, nil
+}
