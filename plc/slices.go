@@ -1,0 +1,488 @@
+package plc
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plab/plab/api"
+	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/store"
+)
+
+func toSlice(ctx context.Context, tx *store.Tx, s *store.Slice, full bool) (api.Slice, error) {
+	site, err := siteName(ctx, tx, s.SiteID)
+	out := api.Slice{Name: s.Name, Site: site, Description: s.Description, URL: s.URL, Instantiation: s.Instantiation,
+		Enabled: s.Enabled, MaxNodes: s.MaxNodes, Expires: s.Expires, Created: s.Created}
+	if err != nil || !full {
+		return out, err
+	}
+	ms, err := tx.Members(ctx, s.ID)
+	if err != nil {
+		return out, err
+	}
+	for _, m := range ms {
+		out.Members = append(out.Members, m.Email)
+	}
+	ns, err := tx.SliceNodes(ctx, s.ID)
+	for _, n := range ns {
+		out.Nodes = append(out.Nodes, n.Hostname)
+	}
+	return out, err
+}
+
+// sliceTarget is what policy needs to know about a slice and the caller.
+func sliceTarget(ctx context.Context, tx *store.Tx, s *store.Slice, c *caller) (Target, error) {
+	t := Target{SiteID: s.SiteID}
+	ms, err := tx.Members(ctx, s.ID)
+	for _, m := range ms {
+		if m.ID == c.person.ID {
+			t.Member = true
+		}
+	}
+	return t, err
+}
+
+// sliceOp loads the slice named in the path, checks op and runs fn in a
+// write transaction.
+func (p *PLC) sliceOp(r *http.Request, op Op, object string, fn func(tx *store.Tx, s *store.Slice) error) error {
+	c := actorOf(r)
+	name := r.PathValue("slice")
+	return p.write(r.Context(), c, op, object, func(tx *store.Tx) error {
+		s, err := tx.Slice(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		t, err := sliceTarget(r.Context(), tx, s, c)
+		if err != nil {
+			return err
+		}
+		if err := Allow(c.person, op, t); err != nil {
+			return err
+		}
+		return fn(tx, s)
+	})
+}
+
+func (p *PLC) listSlices(w http.ResponseWriter, r *http.Request) (any, error) {
+	pg, err := page(r)
+	if err != nil {
+		return nil, err
+	}
+	out := api.List[api.Slice]{Items: []api.Slice{}}
+	err = p.store.View(r.Context(), func(tx *store.Tx) error {
+		var f store.SliceFilter
+		if lb := r.URL.Query().Get("site"); lb != "" {
+			s, err := tx.Site(r.Context(), lb)
+			if err != nil {
+				return err
+			}
+			f.SiteID = s.ID
+		}
+		if r.URL.Query().Get("mine") == "true" {
+			f.MemberID = actorOf(r).person.ID
+		}
+		ss, err := tx.ListSlices(r.Context(), f, pg)
+		if err != nil {
+			return err
+		}
+		for i := range ss {
+			as, err := toSlice(r.Context(), tx, &ss[i], false)
+			if err != nil {
+				return err
+			}
+			out.Items = append(out.Items, as)
+		}
+		if len(ss) > 0 {
+			out.Next = next(len(ss), pg, ss[len(ss)-1].ID)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (p *PLC) getSlice(w http.ResponseWriter, r *http.Request) (any, error) {
+	var out api.Slice
+	err := p.store.View(r.Context(), func(tx *store.Tx) error {
+		s, err := tx.Slice(r.Context(), r.PathValue("slice"))
+		if err != nil {
+			return err
+		}
+		out, err = toSlice(r.Context(), tx, s, true)
+		return err
+	})
+	return out, err
+}
+
+func (p *PLC) createSlice(w http.ResponseWriter, r *http.Request) (any, error) {
+	c := actorOf(r)
+	var in api.Slice
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if err := checkSliceName(in.Name); err != nil {
+		return nil, err
+	}
+	if err := checkText("description", in.Description, 2000); err != nil {
+		return nil, err
+	}
+	if err := checkText("url", in.URL, 500); err != nil {
+		return nil, err
+	}
+	if in.Instantiation == "" {
+		in.Instantiation = api.InstantiationDirect
+	}
+	if in.Instantiation != api.InstantiationDirect && in.Instantiation != api.InstantiationDelegated {
+		return nil, fmt.Errorf("instantiation %q: want direct or delegated: %w", in.Instantiation, errdefs.ErrInvalid)
+	}
+	if len(in.Members) > 0 || len(in.Nodes) > 0 {
+		return nil, fmt.Errorf("members and nodes are added after the slice exists (PUT …/members/EMAIL, …/nodes/HOST): %w", errdefs.ErrInvalid)
+	}
+	now := p.now()
+	lifetime := time.Duration(p.settings.SliceLifetime)
+	if in.Expires.IsZero() {
+		in.Expires = now.Add(lifetime)
+	}
+	if in.MaxNodes == 0 {
+		in.MaxNodes = p.settings.MaxNodesPerSlice
+	}
+	if in.MaxNodes < 0 {
+		return nil, fmt.Errorf("max_nodes %d: must not be negative: %w", in.MaxNodes, errdefs.ErrInvalid)
+	}
+	lb, _, _ := strings.Cut(in.Name, "_")
+	var out api.Slice
+	err := p.write(r.Context(), c, OpSliceCreate, in.Name, func(tx *store.Tx) error {
+		site, err := tx.Site(r.Context(), lb)
+		if err != nil {
+			return fmt.Errorf("slice %s: its name must start with its site's login base: %w", in.Name, err)
+		}
+		if in.Site != "" && in.Site != lb {
+			return fmt.Errorf("slice %s belongs to site %s, not %s: %w", in.Name, lb, in.Site, errdefs.ErrInvalid)
+		}
+		op := OpSliceCreate
+		if lb == p.settings.SiteLoginBase {
+			op = OpSliceAdmin
+		}
+		if err := Allow(c.person, op, Target{SiteID: site.ID}); err != nil {
+			return err
+		}
+		if err := p.checkExpiry(c, in.Expires, now); err != nil {
+			return err
+		}
+		if !site.Enabled {
+			return fmt.Errorf("site %s is disabled: %w", lb, errdefs.ErrDenied)
+		}
+		if _, err := tx.Slice(r.Context(), in.Name); err == nil {
+			return fmt.Errorf("slice %q already exists: %w", in.Name, errdefs.ErrConflict)
+		}
+		n, err := tx.CountSlices(r.Context(), site.ID)
+		if err != nil {
+			return err
+		}
+		if n >= site.MaxSlices {
+			return fmt.Errorf("site %s has %d slices, its limit; delete one or ask an admin to raise max_slices: %w", lb, n, errdefs.ErrNoCapacity)
+		}
+		s := &store.Slice{Name: in.Name, SiteID: site.ID, Description: in.Description, URL: in.URL, Instantiation: in.Instantiation,
+			Enabled: true, MaxNodes: in.MaxNodes, Expires: in.Expires.UTC().Truncate(time.Second), Created: now}
+		if err := tx.CreateSlice(r.Context(), s); err != nil {
+			return err
+		}
+		out, err = toSlice(r.Context(), tx, s, true)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return created{out}, nil
+}
+
+// checkExpiry refuses an expiry in the past, and for non-admins one beyond
+// the renewal cap.
+func (p *PLC) checkExpiry(c *caller, exp, now time.Time) error {
+	if !exp.After(now) {
+		return fmt.Errorf("expiry %s is in the past: %w", exp.UTC().Format(time.RFC3339), errdefs.ErrInvalid)
+	}
+	limit := now.Add(time.Duration(p.settings.MaxRenewal))
+	if exp.After(limit) && !c.person.Has(store.RoleAdmin) {
+		return fmt.Errorf("expiry %s is beyond %s, the furthest a slice may be renewed to (%s ahead); ask for an earlier date: %w",
+			exp.UTC().Format(time.RFC3339), limit.UTC().Format(time.RFC3339), time.Duration(p.settings.MaxRenewal), errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+func (p *PLC) updateSlice(w http.ResponseWriter, r *http.Request) (any, error) {
+	var in api.Slice
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if err := checkText("description", in.Description, 2000); err != nil {
+		return nil, err
+	}
+	if err := checkText("url", in.URL, 500); err != nil {
+		return nil, err
+	}
+	if in.MaxNodes < 0 {
+		return nil, fmt.Errorf("max_nodes %d: must not be negative: %w", in.MaxNodes, errdefs.ErrInvalid)
+	}
+	var out api.Slice
+	var disabled bool
+	err := p.sliceOp(r, OpSliceUpdate, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
+		if in.Name != "" && in.Name != s.Name {
+			return fmt.Errorf("a slice cannot be renamed: %w", errdefs.ErrInvalid)
+		}
+		if in.Instantiation != "" && in.Instantiation != s.Instantiation {
+			return fmt.Errorf("instantiation cannot change; create another slice: %w", errdefs.ErrInvalid)
+		}
+		if !in.Expires.IsZero() && !in.Expires.Equal(s.Expires) {
+			return fmt.Errorf("use POST …/renew to change the expiry: %w", errdefs.ErrInvalid)
+		}
+		disabled = s.Enabled && !in.Enabled
+		s.Description, s.URL, s.Enabled = in.Description, in.URL, in.Enabled
+		if in.MaxNodes > 0 {
+			s.MaxNodes = in.MaxNodes
+		}
+		if err := tx.UpdateSlice(r.Context(), s); err != nil {
+			return err
+		}
+		if disabled {
+			if _, err := tx.RevokeTickets(r.Context(), s.Name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.RecordChange(r.Context(), 0); err != nil {
+			return err
+		}
+		var err error
+		out, err = toSlice(r.Context(), tx, s, true)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return out, err
+}
+
+func (p *PLC) deleteSlice(w http.ResponseWriter, r *http.Request) (any, error) {
+	err := p.sliceOp(r, OpSliceDelete, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
+		if _, err := tx.RecordChange(r.Context(), 0); err != nil {
+			return err
+		}
+		return tx.DeleteSlice(r.Context(), s.Name) // revokes its tickets
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
+}
+
+func (p *PLC) renewSlice(w http.ResponseWriter, r *http.Request) (any, error) {
+	var in api.Renewal
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	var out api.Slice
+	err := p.sliceOp(r, OpSliceRenew, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
+		if err := p.checkExpiry(actorOf(r), in.Expires, p.now()); err != nil {
+			return err
+		}
+		s.Expires = in.Expires.UTC().Truncate(time.Second)
+		if err := tx.UpdateSlice(r.Context(), s); err != nil {
+			return err
+		}
+		if _, err := tx.RecordChange(r.Context(), 0); err != nil {
+			return err
+		}
+		var err error
+		out, err = toSlice(r.Context(), tx, s, false)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return out, err
+}
+
+func (p *PLC) addMember(w http.ResponseWriter, r *http.Request) (any, error) {
+	email := r.PathValue("email")
+	err := p.sliceOp(r, OpSliceMembers, r.PathValue("slice")+" +"+email, func(tx *store.Tx, s *store.Slice) error {
+		m, err := tx.Person(r.Context(), email)
+		if err != nil {
+			return err
+		}
+		if err := tx.AddMember(r.Context(), s.ID, m.ID); err != nil {
+			return err
+		}
+		_, err = tx.RecordChange(r.Context(), 0)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
+}
+
+func (p *PLC) removeMember(w http.ResponseWriter, r *http.Request) (any, error) {
+	email := r.PathValue("email")
+	err := p.sliceOp(r, OpSliceMembers, r.PathValue("slice")+" -"+email, func(tx *store.Tx, s *store.Slice) error {
+		m, err := tx.Person(r.Context(), email)
+		if err != nil {
+			return err
+		}
+		if err := tx.RemoveMember(r.Context(), s.ID, m.ID); err != nil {
+			return err
+		}
+		_, err = tx.RecordChange(r.Context(), 0)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
+}
+
+func (p *PLC) listAttributes(w http.ResponseWriter, r *http.Request) (any, error) {
+	out := []api.Attribute{}
+	err := p.store.View(r.Context(), func(tx *store.Tx) error {
+		s, err := tx.Slice(r.Context(), r.PathValue("slice"))
+		if err != nil {
+			return err
+		}
+		as, err := tx.Attributes(r.Context(), s.ID)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			aa := api.Attribute{ID: a.ID, Name: a.Name, Value: a.Value}
+			if a.NodeID != 0 {
+				n, err := tx.NodeByID(r.Context(), a.NodeID)
+				if err != nil {
+					return err
+				}
+				aa.Node = n.Hostname
+			}
+			if a.NodeGroupID != 0 {
+				g, err := tx.NodeGroupByID(r.Context(), a.NodeGroupID)
+				if err != nil {
+					return err
+				}
+				aa.NodeGroup = g.Name
+			}
+			out = append(out, aa)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (p *PLC) setAttribute(w http.ResponseWriter, r *http.Request) (any, error) {
+	var in api.Attribute
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if err := checkTag(in.Name); err != nil {
+		return nil, fmt.Errorf("attribute name: %w", err)
+	}
+	if err := checkText("value", in.Value, 64<<10); err != nil {
+		return nil, err
+	}
+	if in.Node != "" && in.NodeGroup != "" {
+		return nil, fmt.Errorf("scope an attribute to a node or a node group, not both: %w", errdefs.ErrInvalid)
+	}
+	err := p.sliceOp(r, OpSliceAttrs, r.PathValue("slice")+" "+in.Name, func(tx *store.Tx, s *store.Slice) error {
+		a := &store.Attribute{SliceID: s.ID, Name: in.Name, Value: in.Value}
+		if in.Node != "" {
+			n, err := tx.Node(r.Context(), in.Node)
+			if err != nil {
+				return err
+			}
+			a.NodeID = n.ID
+		}
+		if in.NodeGroup != "" {
+			g, err := tx.NodeGroup(r.Context(), in.NodeGroup)
+			if err != nil {
+				return err
+			}
+			a.NodeGroupID = g.ID
+		}
+		if err := tx.SetAttribute(r.Context(), a); err != nil {
+			return err
+		}
+		in.ID = a.ID
+		_, err := tx.RecordChange(r.Context(), 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.notify()
+	return created{in}, nil
+}
+
+func (p *PLC) deleteAttribute(w http.ResponseWriter, r *http.Request) (any, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("attribute id %q: want a number from GET …/attributes: %w", r.PathValue("id"), errdefs.ErrInvalid)
+	}
+	err = p.sliceOp(r, OpSliceAttrs, r.PathValue("slice")+" "+r.PathValue("id"), func(tx *store.Tx, s *store.Slice) error {
+		if err := tx.DeleteAttribute(r.Context(), s.ID, id); err != nil {
+			return err
+		}
+		_, err := tx.RecordChange(r.Context(), 0)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
+}
+
+func (p *PLC) bindNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	host := r.PathValue("host")
+	err := p.sliceOp(r, OpSliceNodes, r.PathValue("slice")+" +"+host, func(tx *store.Tx, s *store.Slice) error {
+		if s.Instantiation != api.InstantiationDelegated {
+			return fmt.Errorf("slice %s is instantiated directly: its users redeem tickets themselves (POST …/tickets): %w", s.Name, errdefs.ErrInvalid)
+		}
+		n, err := tx.Node(r.Context(), host)
+		if err != nil {
+			return err
+		}
+		bound, err := tx.SliceNodes(r.Context(), s.ID)
+		if err != nil {
+			return err
+		}
+		if len(bound) >= s.MaxNodes {
+			return fmt.Errorf("slice %s is on %d nodes, its limit: %w", s.Name, len(bound), errdefs.ErrNoCapacity)
+		}
+		if err := tx.BindNode(r.Context(), s.ID, n.ID); err != nil {
+			return err
+		}
+		_, err = tx.RecordChange(r.Context(), n.ID)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
+}
+
+func (p *PLC) unbindNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	host := r.PathValue("host")
+	err := p.sliceOp(r, OpSliceNodes, r.PathValue("slice")+" -"+host, func(tx *store.Tx, s *store.Slice) error {
+		n, err := tx.Node(r.Context(), host)
+		if err != nil {
+			return err
+		}
+		if err := tx.UnbindNode(r.Context(), s.ID, n.ID); err != nil {
+			return err
+		}
+		_, err = tx.RecordChange(r.Context(), n.ID)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
+}
