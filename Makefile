@@ -8,7 +8,7 @@ BIN := bin/plab
 MODULE := github.com/plab/plab
 
 # Debian packages the node and the tests use.
-DEB_PACKAGES := runc busybox-static btrfs-progs iproute2 nftables openssh-client tmux
+DEB_PACKAGES := runc busybox-static btrfs-progs iproute2 nftables openssh-client tmux postgresql
 
 .PHONY: help
 help: ## List the targets
