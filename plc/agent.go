@@ -30,15 +30,6 @@ const (
 	MaxSyncWait = 60 * time.Second
 )
 
-func (p *PLC) agentRoutes(m *http.ServeMux) {
-	m.Handle("POST /v1/slices/{slice}/tickets", p.user(p.issueTickets))
-	m.Handle("GET /v1/ads", p.user(p.ads))
-	m.Handle("POST /v1/nodes/{host}/token", p.user(p.enrollToken))
-	m.Handle("POST /v1/enroll", p.public(p.enroll))
-	m.Handle("POST /v1/node/report", p.node(p.report))
-	m.Handle("GET /v1/node/sync", p.node(p.sync))
-}
-
 func caPEM(p *PLC) []byte { return ca.MarshalCertificate(p.ca.Certificate()) }
 
 func ticketLine(iss ticket.Issuer) string { return ticket.TrustLine(iss) }

@@ -34,46 +34,78 @@ func (p *PLC) write(ctx context.Context, c *caller, op Op, object string, fn fun
 	return err
 }
 
+// route is one endpoint: its method and path pattern, who may call it
+// (user: a signed request; node: a node certificate; public: anyone), and
+// its handler's name.
+type route struct {
+	method, path, auth string
+	h                  http.Handler
+}
+
+func (p *PLC) table() []route {
+	u, pub := p.user, p.public
+	return []route{
+		{"GET", "/v1/ca", "public", pub(p.getCA)},
+		{"GET", "/v1/whoami", "user", u(p.whoami)},
+		{"GET", "/v1/sites", "user", u(p.listSites)},
+		{"POST", "/v1/sites", "user", u(p.createSite)},
+		{"GET", "/v1/sites/{site}", "user", u(p.getSite)},
+		{"PUT", "/v1/sites/{site}", "user", u(p.updateSite)},
+		{"DELETE", "/v1/sites/{site}", "user", u(p.deleteSite)},
+		{"GET", "/v1/persons", "user", u(p.listPersons)},
+		{"POST", "/v1/persons", "user", u(p.createPerson)},
+		{"GET", "/v1/persons/{email}", "user", u(p.getPerson)},
+		{"PUT", "/v1/persons/{email}", "user", u(p.updatePerson)},
+		{"DELETE", "/v1/persons/{email}", "user", u(p.deletePerson)},
+		{"GET", "/v1/persons/{email}/keys", "user", u(p.listKeys)},
+		{"POST", "/v1/persons/{email}/keys", "user", u(p.addKey)},
+		{"DELETE", "/v1/persons/{email}/keys/{fp}", "user", u(p.deleteKey)},
+		{"GET", "/v1/nodes", "user", u(p.listNodes)},
+		{"POST", "/v1/nodes", "user", u(p.createNode)},
+		{"GET", "/v1/nodes/{host}", "user", u(p.getNode)},
+		{"PUT", "/v1/nodes/{host}", "user", u(p.updateNode)},
+		{"DELETE", "/v1/nodes/{host}", "user", u(p.deleteNode)},
+		{"GET", "/v1/nodegroups", "user", u(p.listNodeGroups)},
+		{"POST", "/v1/nodegroups", "user", u(p.createNodeGroup)},
+		{"DELETE", "/v1/nodegroups/{name}", "user", u(p.deleteNodeGroup)},
+		{"GET", "/v1/slices", "user", u(p.listSlices)},
+		{"POST", "/v1/slices", "user", u(p.createSlice)},
+		{"GET", "/v1/slices/{slice}", "user", u(p.getSlice)},
+		{"PUT", "/v1/slices/{slice}", "user", u(p.updateSlice)},
+		{"DELETE", "/v1/slices/{slice}", "user", u(p.deleteSlice)},
+		{"POST", "/v1/slices/{slice}/renew", "user", u(p.renewSlice)},
+		{"PUT", "/v1/slices/{slice}/members/{email}", "user", u(p.addMember)},
+		{"DELETE", "/v1/slices/{slice}/members/{email}", "user", u(p.removeMember)},
+		{"GET", "/v1/slices/{slice}/attributes", "user", u(p.listAttributes)},
+		{"POST", "/v1/slices/{slice}/attributes", "user", u(p.setAttribute)},
+		{"DELETE", "/v1/slices/{slice}/attributes/{id}", "user", u(p.deleteAttribute)},
+		{"PUT", "/v1/slices/{slice}/nodes/{host}", "user", u(p.bindNode)},
+		{"DELETE", "/v1/slices/{slice}/nodes/{host}", "user", u(p.unbindNode)},
+		{"GET", "/v1/events", "user", u(p.listEvents)},
+		{"POST", "/v1/slices/{slice}/tickets", "user", u(p.issueTickets)},
+		{"GET", "/v1/ads", "user", u(p.ads)},
+		{"POST", "/v1/nodes/{host}/token", "user", u(p.enrollToken)},
+		{"POST", "/v1/enroll", "public", pub(p.enroll)},
+		{"POST", "/v1/node/report", "node", p.node(p.report)},
+		{"GET", "/v1/node/sync", "node", p.node(p.sync)},
+	}
+}
+
+// Routes lists the API's endpoints as "METHOD /path", for the OpenAPI
+// document's test.
+func Routes() []string {
+	var out []string
+	for _, r := range (&PLC{}).table() {
+		out = append(out, r.method+" "+r.path)
+	}
+	return out
+}
+
 func (p *PLC) routes() http.Handler {
 	m := http.NewServeMux()
-	m.Handle("GET /v1/ca", p.public(p.getCA))
-	m.Handle("GET /v1/whoami", p.user(p.whoami))
-	m.Handle("GET /v1/sites", p.user(p.listSites))
-	m.Handle("POST /v1/sites", p.user(p.createSite))
-	m.Handle("GET /v1/sites/{site}", p.user(p.getSite))
-	m.Handle("PUT /v1/sites/{site}", p.user(p.updateSite))
-	m.Handle("DELETE /v1/sites/{site}", p.user(p.deleteSite))
-	m.Handle("GET /v1/persons", p.user(p.listPersons))
-	m.Handle("POST /v1/persons", p.user(p.createPerson))
-	m.Handle("GET /v1/persons/{email}", p.user(p.getPerson))
-	m.Handle("PUT /v1/persons/{email}", p.user(p.updatePerson))
-	m.Handle("DELETE /v1/persons/{email}", p.user(p.deletePerson))
-	m.Handle("GET /v1/persons/{email}/keys", p.user(p.listKeys))
-	m.Handle("POST /v1/persons/{email}/keys", p.user(p.addKey))
-	m.Handle("DELETE /v1/persons/{email}/keys/{fp}", p.user(p.deleteKey))
-	m.Handle("GET /v1/nodes", p.user(p.listNodes))
-	m.Handle("POST /v1/nodes", p.user(p.createNode))
-	m.Handle("GET /v1/nodes/{host}", p.user(p.getNode))
-	m.Handle("PUT /v1/nodes/{host}", p.user(p.updateNode))
-	m.Handle("DELETE /v1/nodes/{host}", p.user(p.deleteNode))
-	m.Handle("GET /v1/nodegroups", p.user(p.listNodeGroups))
-	m.Handle("POST /v1/nodegroups", p.user(p.createNodeGroup))
-	m.Handle("DELETE /v1/nodegroups/{name}", p.user(p.deleteNodeGroup))
-	m.Handle("GET /v1/slices", p.user(p.listSlices))
-	m.Handle("POST /v1/slices", p.user(p.createSlice))
-	m.Handle("GET /v1/slices/{slice}", p.user(p.getSlice))
-	m.Handle("PUT /v1/slices/{slice}", p.user(p.updateSlice))
-	m.Handle("DELETE /v1/slices/{slice}", p.user(p.deleteSlice))
-	m.Handle("POST /v1/slices/{slice}/renew", p.user(p.renewSlice))
-	m.Handle("PUT /v1/slices/{slice}/members/{email}", p.user(p.addMember))
-	m.Handle("DELETE /v1/slices/{slice}/members/{email}", p.user(p.removeMember))
-	m.Handle("GET /v1/slices/{slice}/attributes", p.user(p.listAttributes))
-	m.Handle("POST /v1/slices/{slice}/attributes", p.user(p.setAttribute))
-	m.Handle("DELETE /v1/slices/{slice}/attributes/{id}", p.user(p.deleteAttribute))
-	m.Handle("PUT /v1/slices/{slice}/nodes/{host}", p.user(p.bindNode))
-	m.Handle("DELETE /v1/slices/{slice}/nodes/{host}", p.user(p.unbindNode))
-	m.Handle("GET /v1/events", p.user(p.listEvents))
-	p.agentRoutes(m)
+	for _, r := range p.table() {
+		m.Handle(r.method+" "+r.path, r.h)
+	}
 	m.Handle("/", p.public(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, fmt.Errorf("no endpoint %s %s; the API is under /v1 (GET /v1/openapi.json lists it): %w", r.Method, r.URL.Path, errdefs.ErrNotFound)
 	}))
