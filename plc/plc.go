@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,6 +99,9 @@ type Config struct {
 	// Authorities are the host[:port] names clients sign requests for, in
 	// addition to the Hosts in plc.json.
 	Authorities []string
+	// Port, when set, is the port PLC serves on: clients may also sign for
+	// each host of plc.json followed by it.
+	Port string
 }
 
 // PLC is a running PLC: its identity, store and policy.
@@ -181,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (*PLC, error) {
 	p.verifier = &httpsig.Verifier{
 		Key:         p.userKey,
 		Once:        cred.NewMemoryOnce(cfg.Now),
-		Authorities: append(append([]string{}, st.Hosts...), cfg.Authorities...),
+		Authorities: authorities(st.Hosts, cfg),
 		Now:         cfg.Now,
 		Log:         cfg.Log,
 		// Above MaxBody, so that decode, not the signature check, refuses
@@ -232,3 +236,13 @@ func (p *PLC) changes() <-chan struct{} {
 
 // Handler returns PLC's HTTP handler.
 func (p *PLC) Handler() http.Handler { return p.routes() }
+
+func authorities(hosts []string, cfg Config) []string {
+	out := append(append([]string{}, hosts...), cfg.Authorities...)
+	if cfg.Port != "" {
+		for _, h := range hosts {
+			out = append(out, net.JoinHostPort(h, cfg.Port))
+		}
+	}
+	return out
+}

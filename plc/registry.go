@@ -106,6 +106,7 @@ func (p *PLC) routes() http.Handler {
 	for _, r := range p.table() {
 		m.Handle(r.method+" "+r.path, r.h)
 	}
+	m.HandleFunc("GET /status", p.status)
 	m.Handle("/", p.public(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, fmt.Errorf("no endpoint %s %s; the API is under /v1 (GET /v1/openapi.json lists it): %w", r.Method, r.URL.Path, errdefs.ErrNotFound)
 	}))
