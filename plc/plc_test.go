@@ -398,3 +398,48 @@ func enroll(t *testing.T, w *world, host string) *tls.Certificate {
 	}
 	return c
 }
+
+// TestStatusPage: a read-only HTML page with the registry's counts.
+func TestStatusPage(t *testing.T) {
+	w := newWorld(t)
+	w.admin.do(t, "POST", "/v1/sites", api.Site{LoginBase: "ucb", Name: "UCB", MaxSlices: 5, Enabled: true}, nil)
+	w.admin.do(t, "POST", "/v1/nodes", api.Node{Hostname: "n1.ucb.edu", Site: "ucb"}, nil)
+	resp, err := w.admin.HTTP.Get(w.url + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /status = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{"<h1>plc.test</h1>", "<th>sites</th><td>2</td>", "<th>nodes</th><td>1 (0 reported", "n1.ucb.edu", "never"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("status page lacks %q:\n%s", want, body)
+		}
+	}
+	if resp, err := w.admin.HTTP.Post(w.url+"/status", "text/plain", nil); err != nil || resp.StatusCode < 400 {
+		t.Errorf("POST /status = %v, %v; want refused (read-only)", resp, err)
+	}
+}
+
+// TestDisableRevokes: disabling a slice revokes its outstanding tickets
+// and refuses new ones.
+func TestDisableRevokes(t *testing.T) {
+	w := newWorld(t)
+	w.admin.do(t, "POST", "/v1/sites", api.Site{LoginBase: "cmu", Name: "CMU", MaxSlices: 5, Enabled: true}, nil)
+	w.admin.do(t, "POST", "/v1/nodes", api.Node{Hostname: "n1.cmu.edu", Site: "cmu"}, nil)
+	w.admin.do(t, "POST", "/v1/slices", api.Slice{Name: "cmu_x"}, nil)
+	w.admin.do(t, "POST", "/v1/slices/cmu_x/tickets", api.TicketRequest{Nodes: []string{"n1.cmu.edu"}}, nil)
+	w.admin.do(t, "PUT", "/v1/slices/cmu_x", api.Slice{Enabled: false}, nil)
+	_ = w.plc.Store().View(ctx, func(tx *store.Tx) error {
+		recs, _ := tx.Tickets(ctx, "cmu_x")
+		if len(recs) != 1 || !recs[0].Revoked {
+			t.Errorf("tickets after disabling = %+v, want the one, revoked", recs)
+		}
+		return nil
+	})
+	if err := w.admin.Do(ctx, "POST", "/v1/slices/cmu_x/tickets", api.TicketRequest{Nodes: []string{"n1.cmu.edu"}}, nil); !errors.Is(err, errdefs.ErrDenied) {
+		t.Errorf("tickets for a disabled slice = %v, want denied", err)
+	}
+}
