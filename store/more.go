@@ -298,3 +298,26 @@ func (t *Tx) NodeGroupByID(ctx context.Context, id int64) (*NodeGroup, error) {
 	}
 	return g, nil
 }
+
+// Report returns a node's latest report.
+func (t *Tx) Report(ctx context.Context, nodeID int64) (*Report, error) {
+	var r Report
+	var at int64
+	var body string
+	err := t.queryRow(ctx, `SELECT node_id, at, body FROM node_reports WHERE node_id = ?`, nodeID).Scan(&r.NodeID, &at, &body)
+	if err != nil {
+		return nil, wrap(t.d.classify(err), "report of node", fmt.Sprint(nodeID))
+	}
+	r.At, r.Body = fromUnix(at), json.RawMessage(body)
+	return &r, nil
+}
+
+// CountSlivers counts the slivers a site's slices may hold at time now:
+// distinct (slice, node) pairs with a valid, unrevoked ticket.
+func (t *Tx) CountSlivers(ctx context.Context, siteID int64, now time.Time) (int, error) {
+	var n int
+	err := t.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT DISTINCT t.slice_name, t.node_id FROM tickets t
+		JOIN slices s ON s.name = t.slice_name
+		WHERE s.site_id = ? AND t.revoked = 0 AND t.not_after > ?) x`, siteID, unix(now)).Scan(&n)
+	return n, t.d.classify(err)
+}

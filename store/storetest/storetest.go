@@ -349,12 +349,27 @@ func testTickets(t *testing.T, s *store.Store) {
 		}
 		return nil
 	})
+	view(t, s, func(tx *store.Tx) error {
+		for _, tc := range []struct {
+			at   time.Time
+			want int
+		}{{t0, 1}, {t0.Add(2 * time.Hour), 0}} {
+			n, err := tx.CountSlivers(ctx, a.ID, tc.at)
+			if err != nil || n != tc.want {
+				t.Errorf("CountSlivers at %s = %d, %v; want %d (three tickets, one node)", tc.at, n, err, tc.want)
+			}
+		}
+		return nil
+	})
 	// Deleting the slice revokes its tickets, which stay for the nodes.
 	update(t, s, func(tx *store.Tx) error { return tx.DeleteSlice(ctx, "uw_x") })
 	view(t, s, func(tx *store.Tx) error {
 		all, err := tx.Tickets(ctx, "uw_x")
 		if err != nil || len(all) != 3 {
 			t.Fatalf("Tickets after DeleteSlice = %v, %v", all, err)
+		}
+		if n, err := tx.CountSlivers(ctx, a.ID, t0); err != nil || n != 0 {
+			t.Errorf("CountSlivers after DeleteSlice = %d, %v; want 0", n, err)
 		}
 		for _, r := range all {
 			if !r.Revoked {
