@@ -282,3 +282,40 @@ type NodeSlice struct {
 	Keys       []string          `json:"keys"`
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
+
+// SiteUpdate changes a site (PATCH): fields left out stay as they are.
+type SiteUpdate struct {
+	Name       *string `json:"name,omitempty"`
+	MaxSlices  *int    `json:"max_slices,omitempty"`
+	MaxSlivers *int    `json:"max_slivers,omitempty"`
+	Enabled    *bool   `json:"enabled,omitempty"`
+}
+
+// PersonUpdate changes an account (PATCH): fields left out stay.
+type PersonUpdate struct {
+	Name    *string  `json:"name,omitempty"`
+	Site    *string  `json:"site,omitempty"`
+	Roles   []string `json:"roles,omitempty"`
+	Enabled *bool    `json:"enabled,omitempty"`
+}
+
+// NodeUpdate changes a node (PATCH): fields left out stay; Tags, when
+// given, replace all tags.
+type NodeUpdate struct {
+	Addresses []string          `json:"addresses,omitempty"`
+	BootState *string           `json:"boot_state,omitempty"`
+	Tags      map[string]string `json:"tags,omitempty"`
+	Capacity  *Resources        `json:"capacity,omitempty"`
+}
+
+// SliceUpdate changes a slice (PATCH): fields left out stay. Expiry moves
+// with POST …/renew.
+type SliceUpdate struct {
+	Description *string `json:"description,omitempty"`
+	URL         *string `json:"url,omitempty"`
+	Enabled     *bool   `json:"enabled,omitempty"`
+	MaxNodes    *int    `json:"max_nodes,omitempty"`
+}
+
+// Ptr returns a pointer to v, for the fields of updates.
+func Ptr[T any](v T) *T { return &v }

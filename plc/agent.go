@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -75,6 +76,7 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 	now := p.now()
 	var out api.Tickets
 	err := p.sliceOp(r, OpSliceTickets, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
+		out.Tickets = nil // the store may run this again after a conflict
 		switch {
 		case !s.Enabled:
 			return fmt.Errorf("slice %s is disabled; ask its PI: %w", s.Name, errdefs.ErrDenied)
@@ -83,15 +85,21 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 		case s.Instantiation != api.InstantiationDirect:
 			return fmt.Errorf("slice %s is delegated: PLC binds it to nodes (PUT …/nodes/HOST) and they redeem its tickets: %w", s.Name, errdefs.ErrInvalid)
 		}
-		held, err := tx.Tickets(r.Context(), s.Name)
+		granted, err := tx.GrantedNodes(r.Context(), s.Name, now)
 		if err != nil {
 			return err
 		}
 		nodes := map[int64]bool{}
-		for _, t := range held {
-			if !t.Revoked && t.NotAfter.After(now) {
-				nodes[t.NodeID] = true
-			}
+		for _, id := range granted {
+			nodes[id] = true
+		}
+		site, err := tx.SiteByID(r.Context(), s.SiteID)
+		if err != nil {
+			return err
+		}
+		slivers, err := tx.CountSlivers(r.Context(), site.ID, now)
+		if err != nil {
+			return err
 		}
 		seen := map[string]bool{}
 		for _, host := range in.Nodes {
@@ -105,6 +113,12 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 			}
 			if n.BootState != api.BootStateBoot {
 				return fmt.Errorf("node %s is in boot state %s and takes no slivers; choose another (GET /v1/ads): %w", host, n.BootState, errdefs.ErrNoCapacity)
+			}
+			if !nodes[n.ID] {
+				slivers++
+				if slivers > site.MaxSlivers {
+					return fmt.Errorf("site %s would hold more than %d slivers, its limit; ask an admin to raise max_slivers: %w", site.LoginBase, site.MaxSlivers, errdefs.ErrNoCapacity)
+				}
 			}
 			nodes[n.ID] = true
 			if len(nodes) > s.MaxNodes {
@@ -166,33 +180,24 @@ func (p *PLC) ads(w http.ResponseWriter, r *http.Request) (any, error) {
 	list := nodes.(api.List[api.Node])
 	out := api.List[api.Ad]{Items: []api.Ad{}, Next: list.Next}
 	err = p.store.View(r.Context(), func(tx *store.Tx) error {
-		reports := map[string]store.Report{}
-		if len(list.Items) > 0 {
-			first, err := tx.Node(r.Context(), list.Items[0].Hostname)
-			if err != nil {
-				return err
-			}
-			rs, err := tx.Reports(r.Context(), store.Page{After: first.ID - 1, Limit: store.MaxLimit})
-			if err != nil {
-				return err
-			}
-			for _, rep := range rs {
-				n, err := tx.NodeByID(r.Context(), rep.NodeID)
-				if err == nil {
-					reports[n.Hostname] = rep
-				}
-			}
-		}
 		for _, n := range list.Items {
 			ad := api.Ad{Node: n.Hostname, Site: n.Site, BootState: n.BootState, Tags: n.Tags}
 			if n.Capacity != nil {
 				ad.Free = *n.Capacity
 			}
-			if rep, ok := reports[n.Hostname]; ok {
+			sn, err := tx.Node(r.Context(), n.Hostname)
+			if err != nil {
+				return err
+			}
+			rep, err := tx.Report(r.Context(), sn.ID)
+			switch {
+			case err == nil:
 				var body api.Report
 				if json.Unmarshal(rep.Body, &body) == nil {
 					ad.Free, ad.Slivers, ad.ReportedAt = body.Free, body.Slivers, rep.At
 				}
+			case !errors.Is(err, errdefs.ErrNotFound):
+				return err
 			}
 			if ad.Free.CPUReserve < mins[0] || ad.Free.MemoryBytes < mins[1] || ad.Free.NetMaxRate < mins[2] {
 				continue
@@ -268,7 +273,10 @@ func (p *PLC) enroll(w http.ResponseWriter, r *http.Request) (any, error) {
 		out.CA = p.caInfo()
 		return tx.Audit(r.Context(), store.Event{At: p.now(), Actor: "node " + in.Hostname, Action: "node.enroll", Object: in.Hostname, Result: "ok"})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return created{out}, nil
 }
 
 // report stores a node's resource report.
@@ -347,6 +355,7 @@ func (p *PLC) syncState(ctx context.Context, n *store.Node, peer ca.Peer, change
 	out := api.Sync{Change: change, Slices: []api.NodeSlice{}}
 	now := p.now()
 	err := p.store.Update(ctx, func(tx *store.Tx) error {
+		out.Slices = []api.NodeSlice{} // the store may run this again after a conflict
 		ss, err := tx.NodeSlices(ctx, n.ID)
 		if err != nil {
 			return err
@@ -388,14 +397,12 @@ func (p *PLC) syncState(ctx context.Context, n *store.Node, peer ca.Peer, change
 // nodeTicket returns a valid ticket of slice s for node n, issuing one
 // when there is none that covers the slice's current expiry.
 func (p *PLC) nodeTicket(ctx context.Context, tx *store.Tx, s *store.Slice, n *store.Node, key cred.Fingerprint, now time.Time) (string, error) {
-	held, err := tx.Tickets(ctx, s.Name)
-	if err != nil {
-		return "", err
+	t, err := tx.FindTicket(ctx, s.Name, n.ID, string(key), s.Expires)
+	if err == nil {
+		return t.Doc, nil
 	}
-	for _, t := range held {
-		if t.NodeID == n.ID && t.Principal == string(key) && !t.Revoked && t.NotAfter.Equal(s.Expires) {
-			return t.Doc, nil
-		}
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		return "", err
 	}
 	doc, rec, err := p.signTicket(s, n, key, api.Resources{}, now)
 	if err != nil {

@@ -119,7 +119,10 @@ func actorOf(r *http.Request) *caller {
 	return c
 }
 
-var errUnauthenticated = errors.New("not authenticated")
+var (
+	errUnauthenticated = errors.New("not authenticated")
+	errMethod          = fmt.Errorf("method not allowed: %w", errdefs.ErrInvalid)
+)
 
 // created marks a value answered with 201.
 type created struct{ v any }
@@ -149,6 +152,9 @@ func (p *PLC) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := errdefs.HTTPStatus(err), api.CodeOf(err), err.Error()
 	if errors.Is(err, errUnauthenticated) {
 		status, code = http.StatusUnauthorized, api.CodeUnauthenticated
+	}
+	if errors.Is(err, errMethod) {
+		status = http.StatusMethodNotAllowed
 	}
 	if code == api.CodeInternal {
 		p.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

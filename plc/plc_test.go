@@ -170,7 +170,7 @@ func TestAuthentication(t *testing.T) {
 	// A disabled account cannot act.
 	u := newUser(t, "gone@plab.test")
 	c := w.person(u, "pl", "user")
-	w.admin.do(t, "PUT", "/v1/persons/"+u.email, api.Person{Name: "Gone", Enabled: false}, nil)
+	w.admin.do(t, "PATCH", "/v1/persons/"+u.email, api.PersonUpdate{Enabled: api.Ptr(false)}, nil)
 	if err := c.Do(ctx, "GET", "/v1/whoami", nil, nil); !errors.Is(err, errdefs.ErrDenied) {
 		t.Errorf("disabled account = %v, want refused", err)
 	}
@@ -253,6 +253,7 @@ func TestBadInput(t *testing.T) {
 		{"tickets for an unknown node", "POST", "/v1/slices/mit_one/tickets", "", api.TicketRequest{Nodes: []string{"ghost.mit.edu"}}, api.CodeNotFound, "ghost"},
 		{"bad page", "GET", "/v1/sites?limit=0", "", nil, api.CodeInvalid, "limit"},
 		{"no such endpoint", "GET", "/v2/sites", "", nil, api.CodeNotFound, "/v1"},
+		{"wrong method", "PUT", "/v1/sites", "", nil, api.CodeInvalid, "use GET or POST"},
 		{"bind a direct slice", "PUT", "/v1/slices/mit_one/nodes/n1.mit.edu", "", nil, api.CodeInvalid, "directly"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,11 +428,11 @@ func TestStatusPage(t *testing.T) {
 // and refuses new ones.
 func TestDisableRevokes(t *testing.T) {
 	w := newWorld(t)
-	w.admin.do(t, "POST", "/v1/sites", api.Site{LoginBase: "cmu", Name: "CMU", MaxSlices: 5, Enabled: true}, nil)
+	w.admin.do(t, "POST", "/v1/sites", api.Site{LoginBase: "cmu", Name: "CMU", MaxSlices: 5, MaxSlivers: 10, Enabled: true}, nil)
 	w.admin.do(t, "POST", "/v1/nodes", api.Node{Hostname: "n1.cmu.edu", Site: "cmu"}, nil)
 	w.admin.do(t, "POST", "/v1/slices", api.Slice{Name: "cmu_x"}, nil)
 	w.admin.do(t, "POST", "/v1/slices/cmu_x/tickets", api.TicketRequest{Nodes: []string{"n1.cmu.edu"}}, nil)
-	w.admin.do(t, "PUT", "/v1/slices/cmu_x", api.Slice{Enabled: false}, nil)
+	w.admin.do(t, "PATCH", "/v1/slices/cmu_x", api.SliceUpdate{Enabled: api.Ptr(false)}, nil)
 	_ = w.plc.Store().View(ctx, func(tx *store.Tx) error {
 		recs, _ := tx.Tickets(ctx, "cmu_x")
 		if len(recs) != 1 || !recs[0].Revoked {
@@ -442,4 +443,27 @@ func TestDisableRevokes(t *testing.T) {
 	if err := w.admin.Do(ctx, "POST", "/v1/slices/cmu_x/tickets", api.TicketRequest{Nodes: []string{"n1.cmu.edu"}}, nil); !errors.Is(err, errdefs.ErrDenied) {
 		t.Errorf("tickets for a disabled slice = %v, want denied", err)
 	}
+}
+
+// TestSiteSliverLimit: a site's slices together hold at most max_slivers
+// slivers (distinct slice and node pairs with valid tickets).
+func TestSiteSliverLimit(t *testing.T) {
+	w := newWorld(t)
+	w.admin.do(t, "POST", "/v1/sites", api.Site{LoginBase: "tiny", Name: "Tiny", MaxSlices: 5, MaxSlivers: 2, Enabled: true}, nil)
+	for _, h := range []string{"n1.tiny.test", "n2.tiny.test", "n3.tiny.test"} {
+		w.admin.do(t, "POST", "/v1/nodes", api.Node{Hostname: h, Site: "tiny"}, nil)
+	}
+	w.admin.do(t, "POST", "/v1/slices", api.Slice{Name: "tiny_a"}, nil)
+	w.admin.do(t, "POST", "/v1/slices", api.Slice{Name: "tiny_b"}, nil)
+	w.admin.do(t, "POST", "/v1/slices/tiny_a/tickets", api.TicketRequest{Nodes: []string{"n1.tiny.test"}}, nil)
+	// Another ticket for the same sliver does not count twice.
+	w.admin.do(t, "POST", "/v1/slices/tiny_a/tickets", api.TicketRequest{Nodes: []string{"n1.tiny.test"}}, nil)
+	w.admin.do(t, "POST", "/v1/slices/tiny_b/tickets", api.TicketRequest{Nodes: []string{"n2.tiny.test"}}, nil)
+	err := w.admin.Do(ctx, "POST", "/v1/slices/tiny_b/tickets", api.TicketRequest{Nodes: []string{"n3.tiny.test"}}, nil)
+	if !errors.Is(err, errdefs.ErrNoCapacity) || !strings.Contains(err.Error(), "max_slivers") {
+		t.Errorf("a third sliver for the site = %v, want no capacity", err)
+	}
+	// Deleting a slice frees its slivers.
+	w.admin.do(t, "DELETE", "/v1/slices/tiny_a", nil, nil)
+	w.admin.do(t, "POST", "/v1/slices/tiny_b/tickets", api.TicketRequest{Nodes: []string{"n3.tiny.test"}}, nil)
 }

@@ -47,7 +47,7 @@ func TestAuthorizationTable(t *testing.T) {
 			return call(c, "POST", "/v1/sites", api.Site{LoginBase: fmt.Sprintf("new%d", uniq()), Name: "x", Enabled: true})
 		}},
 		{OpSiteUpdate, func(c *client) error {
-			return call(c, "PUT", "/v1/sites/sitea", api.Site{Name: "Site A", MaxSlices: 1000, MaxSlivers: 1000, Enabled: true})
+			return call(c, "PATCH", "/v1/sites/sitea", api.SiteUpdate{Name: api.Ptr("Site A")})
 		}},
 		{OpSiteDelete, func(c *client) error {
 			lb := fmt.Sprintf("gone%d", uniq())
@@ -58,11 +58,11 @@ func TestAuthorizationTable(t *testing.T) {
 			return call(c, "POST", "/v1/persons", api.Person{Email: fmt.Sprintf("p%d@a.test", uniq()), Name: "x", Site: "sitea", Enabled: true})
 		}},
 		{OpPersonUpdate, func(c *client) error {
-			return call(c, "PUT", "/v1/persons/victim@a.test", api.Person{Name: fmt.Sprintf("V%d", uniq()), Enabled: true})
+			return call(c, "PATCH", "/v1/persons/victim@a.test", api.PersonUpdate{Name: api.Ptr(fmt.Sprintf("V%d", uniq()))})
 		}},
 		{OpPersonRoles, func(c *client) error {
-			err := call(c, "PUT", "/v1/persons/victim@a.test", api.Person{Name: "V", Roles: []string{"tech", "user"}, Enabled: true})
-			admin.do(t, "PUT", "/v1/persons/victim@a.test", api.Person{Name: "V", Roles: []string{"user"}, Enabled: true}, nil)
+			err := call(c, "PATCH", "/v1/persons/victim@a.test", api.PersonUpdate{Roles: []string{"tech", "user"}})
+			admin.do(t, "PATCH", "/v1/persons/victim@a.test", api.PersonUpdate{Roles: []string{"user"}}, nil)
 			return err
 		}},
 		{OpPersonDelete, func(c *client) error {
@@ -82,11 +82,11 @@ func TestAuthorizationTable(t *testing.T) {
 			return call(c, "POST", "/v1/nodes", api.Node{Hostname: fmt.Sprintf("n%d.a.test", 100+uniq()), Site: "sitea"})
 		}},
 		{OpNodeUpdate, func(c *client) error {
-			return call(c, "PUT", "/v1/nodes/n1.a.test", api.Node{Tags: map[string]string{"v": fmt.Sprint(uniq())}})
+			return call(c, "PATCH", "/v1/nodes/n1.a.test", api.NodeUpdate{Tags: map[string]string{"v": fmt.Sprint(uniq())}})
 		}},
 		{OpNodeBootState, func(c *client) error {
-			err := call(c, "PUT", "/v1/nodes/n1.a.test", api.Node{BootState: "safeboot"})
-			admin.do(t, "PUT", "/v1/nodes/n1.a.test", api.Node{BootState: "boot"}, nil)
+			err := call(c, "PATCH", "/v1/nodes/n1.a.test", api.NodeUpdate{BootState: api.Ptr("safeboot")})
+			admin.do(t, "PATCH", "/v1/nodes/n1.a.test", api.NodeUpdate{BootState: api.Ptr("boot")}, nil)
 			return err
 		}},
 		{OpNodeDelete, func(c *client) error {
@@ -105,7 +105,7 @@ func TestAuthorizationTable(t *testing.T) {
 			return call(c, "POST", "/v1/slices", api.Slice{Name: fmt.Sprintf("pl_s%d", uniq())})
 		}},
 		{OpSliceUpdate, func(c *client) error {
-			return call(c, "PUT", "/v1/slices/sitea_exp", api.Slice{Description: fmt.Sprint(uniq()), Enabled: true})
+			return call(c, "PATCH", "/v1/slices/sitea_exp", api.SliceUpdate{Description: api.Ptr(fmt.Sprint(uniq()))})
 		}},
 		{OpSliceDelete, func(c *client) error {
 			s := fmt.Sprintf("sitea_d%d", uniq())
@@ -173,13 +173,13 @@ func TestAuthorizationTable(t *testing.T) {
 	if err := call(self, "POST", "/v1/persons/user@a.test/keys", api.Key{PublicKey: newUser(t, "k2@a.test").pub}); err != nil {
 		t.Errorf("a user adding their own key = %v", err)
 	}
-	if err := call(self, "PUT", "/v1/persons/user@a.test", api.Person{Name: "Me", Enabled: true}); err != nil {
+	if err := call(self, "PATCH", "/v1/persons/user@a.test", api.PersonUpdate{Name: api.Ptr("Me")}); err != nil {
 		t.Errorf("a user renaming themselves = %v", err)
 	}
-	if err := call(self, "PUT", "/v1/persons/user@a.test", api.Person{Name: "Me", Roles: []string{"admin"}, Enabled: true}); !errors.Is(err, errdefs.ErrDenied) {
+	if err := call(self, "PATCH", "/v1/persons/user@a.test", api.PersonUpdate{Roles: []string{"admin"}}); !errors.Is(err, errdefs.ErrDenied) {
 		t.Errorf("a user making themselves admin = %v, want denied", err)
 	}
-	if err := call(actors["piA"], "PUT", "/v1/persons/victim@a.test", api.Person{Name: "V", Roles: []string{"admin"}, Enabled: true}); !errors.Is(err, errdefs.ErrDenied) {
+	if err := call(actors["piA"], "PATCH", "/v1/persons/victim@a.test", api.PersonUpdate{Roles: []string{"admin"}}); !errors.Is(err, errdefs.ErrDenied) {
 		t.Errorf("a PI granting admin = %v, want denied", err)
 	}
 }

@@ -46,16 +46,17 @@ func (p *PLC) table() []route {
 	u, pub := p.user, p.public
 	return []route{
 		{"GET", "/v1/ca", "public", pub(p.getCA)},
+		{"GET", "/v1/openapi.json", "public", http.HandlerFunc(serveOpenAPI)},
 		{"GET", "/v1/whoami", "user", u(p.whoami)},
 		{"GET", "/v1/sites", "user", u(p.listSites)},
 		{"POST", "/v1/sites", "user", u(p.createSite)},
 		{"GET", "/v1/sites/{site}", "user", u(p.getSite)},
-		{"PUT", "/v1/sites/{site}", "user", u(p.updateSite)},
+		{"PATCH", "/v1/sites/{site}", "user", u(p.updateSite)},
 		{"DELETE", "/v1/sites/{site}", "user", u(p.deleteSite)},
 		{"GET", "/v1/persons", "user", u(p.listPersons)},
 		{"POST", "/v1/persons", "user", u(p.createPerson)},
 		{"GET", "/v1/persons/{email}", "user", u(p.getPerson)},
-		{"PUT", "/v1/persons/{email}", "user", u(p.updatePerson)},
+		{"PATCH", "/v1/persons/{email}", "user", u(p.updatePerson)},
 		{"DELETE", "/v1/persons/{email}", "user", u(p.deletePerson)},
 		{"GET", "/v1/persons/{email}/keys", "user", u(p.listKeys)},
 		{"POST", "/v1/persons/{email}/keys", "user", u(p.addKey)},
@@ -63,7 +64,7 @@ func (p *PLC) table() []route {
 		{"GET", "/v1/nodes", "user", u(p.listNodes)},
 		{"POST", "/v1/nodes", "user", u(p.createNode)},
 		{"GET", "/v1/nodes/{host}", "user", u(p.getNode)},
-		{"PUT", "/v1/nodes/{host}", "user", u(p.updateNode)},
+		{"PATCH", "/v1/nodes/{host}", "user", u(p.updateNode)},
 		{"DELETE", "/v1/nodes/{host}", "user", u(p.deleteNode)},
 		{"GET", "/v1/nodegroups", "user", u(p.listNodeGroups)},
 		{"POST", "/v1/nodegroups", "user", u(p.createNodeGroup)},
@@ -71,7 +72,7 @@ func (p *PLC) table() []route {
 		{"GET", "/v1/slices", "user", u(p.listSlices)},
 		{"POST", "/v1/slices", "user", u(p.createSlice)},
 		{"GET", "/v1/slices/{slice}", "user", u(p.getSlice)},
-		{"PUT", "/v1/slices/{slice}", "user", u(p.updateSlice)},
+		{"PATCH", "/v1/slices/{slice}", "user", u(p.updateSlice)},
 		{"DELETE", "/v1/slices/{slice}", "user", u(p.deleteSlice)},
 		{"POST", "/v1/slices/{slice}/renew", "user", u(p.renewSlice)},
 		{"PUT", "/v1/slices/{slice}/members/{email}", "user", u(p.addMember)},
@@ -107,7 +108,21 @@ func (p *PLC) routes() http.Handler {
 		m.Handle(r.method+" "+r.path, r.h)
 	}
 	m.HandleFunc("GET /status", p.status)
+	// The same paths without methods tell a wrong method (405) from an
+	// unknown path (404).
+	paths := http.NewServeMux()
+	allowed := map[string][]string{}
+	for _, r := range p.table() {
+		if allowed[r.path] == nil {
+			paths.Handle(r.path, http.NotFoundHandler())
+		}
+		allowed[r.path] = append(allowed[r.path], r.method)
+	}
 	m.Handle("/", p.public(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		if _, pattern := paths.Handler(r); pattern != "" {
+			w.Header().Set("Allow", strings.Join(allowed[pattern], ", "))
+			return nil, fmt.Errorf("%s %s: use %s: %w", r.Method, r.URL.Path, strings.Join(allowed[pattern], " or "), errMethod)
+		}
 		return nil, fmt.Errorf("no endpoint %s %s; the API is under /v1 (GET /v1/openapi.json lists it): %w", r.Method, r.URL.Path, errdefs.ErrNotFound)
 	}))
 	return m
@@ -208,17 +223,11 @@ func (p *PLC) createSite(w http.ResponseWriter, r *http.Request) (any, error) {
 
 func (p *PLC) updateSite(w http.ResponseWriter, r *http.Request) (any, error) {
 	c := actorOf(r)
-	var in api.Site
+	var in api.SiteUpdate
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.LoginBase == "" {
-		in.LoginBase = r.PathValue("site")
-	}
 	if err := Allow(c.person, OpSiteUpdate, Target{}); err != nil {
-		return nil, err
-	}
-	if err := checkSite(&in); err != nil {
 		return nil, err
 	}
 	var out api.Site
@@ -227,11 +236,26 @@ func (p *PLC) updateSite(w http.ResponseWriter, r *http.Request) (any, error) {
 		if err != nil {
 			return err
 		}
-		s.LoginBase, s.Name, s.MaxSlices, s.MaxSlivers, s.Enabled = in.LoginBase, in.Name, in.MaxSlices, in.MaxSlivers, in.Enabled
-		out = toSite(s)
+		next := toSite(s)
+		set(&next.Name, in.Name)
+		set(&next.MaxSlices, in.MaxSlices)
+		set(&next.MaxSlivers, in.MaxSlivers)
+		set(&next.Enabled, in.Enabled)
+		if err := checkSite(&next); err != nil {
+			return err
+		}
+		s.Name, s.MaxSlices, s.MaxSlivers, s.Enabled = next.Name, next.MaxSlices, next.MaxSlivers, next.Enabled
+		out = next
 		return tx.UpdateSite(r.Context(), s)
 	})
 	return out, err
+}
+
+// set copies *v into *dst when v is given.
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 func (p *PLC) deleteSite(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -378,12 +402,14 @@ func (p *PLC) createPerson(w http.ResponseWriter, r *http.Request) (any, error) 
 
 func (p *PLC) updatePerson(w http.ResponseWriter, r *http.Request) (any, error) {
 	c := actorOf(r)
-	var in api.Person
+	var in api.PersonUpdate
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if err := checkText("name", in.Name, 200); err != nil {
-		return nil, err
+	if in.Name != nil {
+		if err := checkText("name", *in.Name, 200); err != nil {
+			return nil, err
+		}
 	}
 	roles, err := checkRoles(in.Roles)
 	if err != nil {
@@ -400,27 +426,38 @@ func (p *PLC) updatePerson(w http.ResponseWriter, r *http.Request) (any, error) 
 		if err := Allow(c.person, OpPersonUpdate, t); err != nil {
 			return err
 		}
-		if in.Email != "" && in.Email != ps.Email {
-			return fmt.Errorf("email cannot change; create a new account: %w", errdefs.ErrInvalid)
+		siteID := ps.SiteID
+		if in.Site != nil {
+			if *in.Site == "" {
+				siteID = 0
+			} else {
+				s, err := tx.Site(r.Context(), *in.Site)
+				if err != nil {
+					return err
+				}
+				siteID = s.ID
+			}
 		}
-		if !sameRoles(roles, ps.Roles) || in.Enabled != ps.Enabled || (in.Site != "" && in.Site != mustSite(r.Context(), tx, ps.SiteID)) {
-			t.AdminTarget = t.AdminTarget || hasRole(roles, store.RoleAdmin)
+		// Roles, the account's state and its site are a PI's or an
+		// admin's business, not the person's own.
+		if (roles != nil && !sameRoles(roles, ps.Roles)) || (in.Enabled != nil && *in.Enabled != ps.Enabled) || siteID != ps.SiteID {
 			t.Self = false
+			t.AdminTarget = t.AdminTarget || hasRole(roles, store.RoleAdmin)
 			if err := Allow(c.person, OpPersonRoles, t); err != nil {
 				return err
 			}
+			if siteID != ps.SiteID {
+				if err := Allow(c.person, OpPersonRoles, Target{SiteID: siteID}); err != nil {
+					return err
+				}
+			}
 		}
-		ps.Name, ps.Enabled = in.Name, in.Enabled
+		set(&ps.Name, in.Name)
+		set(&ps.Enabled, in.Enabled)
 		if roles != nil {
 			ps.Roles = roles
 		}
-		if in.Site != "" {
-			s, err := tx.Site(r.Context(), in.Site)
-			if err != nil {
-				return err
-			}
-			ps.SiteID = s.ID
-		}
+		ps.SiteID = siteID
 		if err := tx.UpdatePerson(r.Context(), ps); err != nil {
 			return err
 		}
@@ -428,11 +465,6 @@ func (p *PLC) updatePerson(w http.ResponseWriter, r *http.Request) (any, error) 
 		return err
 	})
 	return out, err
-}
-
-func mustSite(ctx context.Context, tx *store.Tx, id int64) string {
-	s, _ := siteName(ctx, tx, id)
-	return s
 }
 
 func sameRoles(a, b []store.Role) bool {
@@ -473,7 +505,8 @@ func (p *PLC) deletePerson(w http.ResponseWriter, r *http.Request) (any, error) 
 }
 
 func (p *PLC) listKeys(w http.ResponseWriter, r *http.Request) (any, error) {
-	out := []api.Key{}
+	var out api.List[api.Key]
+	out.Items = []api.Key{}
 	err := p.store.View(r.Context(), func(tx *store.Tx) error {
 		ps, err := tx.Person(r.Context(), r.PathValue("email"))
 		if err != nil {
@@ -481,7 +514,7 @@ func (p *PLC) listKeys(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		ks, err := tx.Keys(r.Context(), ps.ID)
 		for _, k := range ks {
-			out = append(out, api.Key{Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Created: k.Created})
+			out.Items = append(out.Items, api.Key{Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Created: k.Created})
 		}
 		return err
 	})
@@ -706,17 +739,11 @@ func (p *PLC) createNode(w http.ResponseWriter, r *http.Request) (any, error) {
 
 func (p *PLC) updateNode(w http.ResponseWriter, r *http.Request) (any, error) {
 	c := actorOf(r)
-	var in api.Node
+	var in api.NodeUpdate
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
 	host := r.PathValue("host")
-	if in.Hostname == "" {
-		in.Hostname = host
-	}
-	if err := checkNode(&in); err != nil {
-		return nil, err
-	}
 	var out api.Node
 	err := p.write(r.Context(), c, OpNodeUpdate, host, func(tx *store.Tx) error {
 		n, err := tx.Node(r.Context(), host)
@@ -726,22 +753,33 @@ func (p *PLC) updateNode(w http.ResponseWriter, r *http.Request) (any, error) {
 		if err := Allow(c.person, OpNodeUpdate, Target{SiteID: n.SiteID}); err != nil {
 			return err
 		}
-		if in.BootState != n.BootState {
+		if in.BootState != nil && *in.BootState != n.BootState {
 			if err := Allow(c.person, OpNodeBootState, Target{SiteID: n.SiteID}); err != nil {
 				return err
 			}
 		}
-		if in.Site != "" && in.Site != mustSite(r.Context(), tx, n.SiteID) {
-			return fmt.Errorf("a node cannot move between sites; delete and register it again: %w", errdefs.ErrInvalid)
-		}
-		capacity, err := capacityJSON(in.Capacity)
+		next, err := toNode(r.Context(), tx, n)
 		if err != nil {
 			return err
 		}
-		n.Hostname, n.Addresses, n.BootState, n.Tags = in.Hostname, in.Addresses, in.BootState, in.Tags
-		if capacity != nil {
-			n.Capacity = capacity
+		if in.Addresses != nil {
+			next.Addresses = in.Addresses
 		}
+		if in.Tags != nil {
+			next.Tags = in.Tags
+		}
+		set(&next.BootState, in.BootState)
+		if in.Capacity != nil {
+			next.Capacity = in.Capacity
+		}
+		if err := checkNode(&next); err != nil {
+			return err
+		}
+		capacity, err := capacityJSON(next.Capacity)
+		if err != nil {
+			return err
+		}
+		n.Addresses, n.BootState, n.Tags, n.Capacity = next.Addresses, next.BootState, next.Tags, capacity
 		if err := tx.UpdateNode(r.Context(), n); err != nil {
 			return err
 		}
@@ -825,7 +863,18 @@ func (p *PLC) deleteNodeGroup(w http.ResponseWriter, r *http.Request) (any, erro
 		return nil, err
 	}
 	name := r.PathValue("name")
-	return nil, p.write(r.Context(), c, OpNodeGroupWrite, name, func(tx *store.Tx) error { return tx.DeleteNodeGroup(r.Context(), name) })
+	err := p.write(r.Context(), c, OpNodeGroupWrite, name, func(tx *store.Tx) error {
+		if err := tx.DeleteNodeGroup(r.Context(), name); err != nil {
+			return err
+		}
+		// Attributes scoped to the group went with it.
+		_, err := tx.RecordChange(r.Context(), 0)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return nil, err
 }
 
 func (p *PLC) listEvents(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -82,8 +82,12 @@ func (p *PLC) listSlices(w http.ResponseWriter, r *http.Request) (any, error) {
 			}
 			f.SiteID = s.ID
 		}
-		if r.URL.Query().Get("mine") == "true" {
+		switch mine := r.URL.Query().Get("mine"); mine {
+		case "true":
 			f.MemberID = actorOf(r).person.ID
+		case "", "false":
+		default:
+			return fmt.Errorf("mine=%q: want true or false: %w", mine, errdefs.ErrInvalid)
 		}
 		ss, err := tx.ListSlices(r.Context(), f, pg)
 		if err != nil {
@@ -214,36 +218,30 @@ func (p *PLC) checkExpiry(c *caller, exp, now time.Time) error {
 }
 
 func (p *PLC) updateSlice(w http.ResponseWriter, r *http.Request) (any, error) {
-	var in api.Slice
+	var in api.SliceUpdate
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if err := checkText("description", in.Description, 2000); err != nil {
-		return nil, err
+	if in.Description != nil {
+		if err := checkText("description", *in.Description, 2000); err != nil {
+			return nil, err
+		}
 	}
-	if err := checkText("url", in.URL, 500); err != nil {
-		return nil, err
+	if in.URL != nil {
+		if err := checkText("url", *in.URL, 500); err != nil {
+			return nil, err
+		}
 	}
-	if in.MaxNodes < 0 {
-		return nil, fmt.Errorf("max_nodes %d: must not be negative: %w", in.MaxNodes, errdefs.ErrInvalid)
+	if in.MaxNodes != nil && *in.MaxNodes < 0 {
+		return nil, fmt.Errorf("max_nodes %d: must not be negative: %w", *in.MaxNodes, errdefs.ErrInvalid)
 	}
 	var out api.Slice
-	var disabled bool
 	err := p.sliceOp(r, OpSliceUpdate, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
-		if in.Name != "" && in.Name != s.Name {
-			return fmt.Errorf("a slice cannot be renamed: %w", errdefs.ErrInvalid)
-		}
-		if in.Instantiation != "" && in.Instantiation != s.Instantiation {
-			return fmt.Errorf("instantiation cannot change; create another slice: %w", errdefs.ErrInvalid)
-		}
-		if !in.Expires.IsZero() && !in.Expires.Equal(s.Expires) {
-			return fmt.Errorf("use POST …/renew to change the expiry: %w", errdefs.ErrInvalid)
-		}
-		disabled = s.Enabled && !in.Enabled
-		s.Description, s.URL, s.Enabled = in.Description, in.URL, in.Enabled
-		if in.MaxNodes > 0 {
-			s.MaxNodes = in.MaxNodes
-		}
+		disabled := s.Enabled && in.Enabled != nil && !*in.Enabled
+		set(&s.Description, in.Description)
+		set(&s.URL, in.URL)
+		set(&s.Enabled, in.Enabled)
+		set(&s.MaxNodes, in.MaxNodes)
 		if err := tx.UpdateSlice(r.Context(), s); err != nil {
 			return err
 		}
@@ -296,7 +294,7 @@ func (p *PLC) renewSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 			return err
 		}
 		var err error
-		out, err = toSlice(r.Context(), tx, s, false)
+		out, err = toSlice(r.Context(), tx, s, true)
 		return err
 	})
 	if err == nil {
@@ -344,7 +342,7 @@ func (p *PLC) removeMember(w http.ResponseWriter, r *http.Request) (any, error) 
 }
 
 func (p *PLC) listAttributes(w http.ResponseWriter, r *http.Request) (any, error) {
-	out := []api.Attribute{}
+	out := api.List[api.Attribute]{Items: []api.Attribute{}}
 	err := p.store.View(r.Context(), func(tx *store.Tx) error {
 		s, err := tx.Slice(r.Context(), r.PathValue("slice"))
 		if err != nil {
@@ -370,7 +368,7 @@ func (p *PLC) listAttributes(w http.ResponseWriter, r *http.Request) (any, error
 				}
 				aa.NodeGroup = g.Name
 			}
-			out = append(out, aa)
+			out.Items = append(out.Items, aa)
 		}
 		return nil
 	})

@@ -226,14 +226,8 @@ func (t *Tx) PutReport(ctx context.Context, nodeID int64, at time.Time, body jso
 	if !json.Valid(body) {
 		return fmt.Errorf("node report is not JSON: %w", errdefs.ErrInvalid)
 	}
-	res, err := t.exec(ctx, `UPDATE node_reports SET at = ?, body = ? WHERE node_id = ?`, unix(at), string(body), nodeID)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return nil
-	}
-	_, err = t.exec(ctx, `INSERT INTO node_reports (node_id, at, body) VALUES (?, ?, ?)`, nodeID, unix(at), string(body))
+	_, err := t.exec(ctx, `INSERT INTO node_reports (node_id, at, body) VALUES (?, ?, ?)
+		ON CONFLICT (node_id) DO UPDATE SET at = excluded.at, body = excluded.body`, nodeID, unix(at), string(body))
 	return wrap(err, "report of node", fmt.Sprint(nodeID))
 }
 
@@ -313,11 +307,9 @@ func (t *Tx) Report(ctx context.Context, nodeID int64) (*Report, error) {
 }
 
 // CountSlivers counts the slivers a site's slices may hold at time now:
-// distinct (slice, node) pairs with a valid, unrevoked ticket.
+// the (slice, node) pairs with a valid, unrevoked ticket.
 func (t *Tx) CountSlivers(ctx context.Context, siteID int64, now time.Time) (int, error) {
 	var n int
-	err := t.queryRow(ctx, `SELECT COUNT(*) FROM (SELECT DISTINCT t.slice_name, t.node_id FROM tickets t
-		JOIN slices s ON s.name = t.slice_name
-		WHERE s.site_id = ? AND t.revoked = 0 AND t.not_after > ?) x`, siteID, unix(now)).Scan(&n)
+	err := t.queryRow(ctx, `SELECT COUNT(*) FROM grants WHERE site_id = ? AND not_after > ?`, siteID, unix(now)).Scan(&n)
 	return n, t.d.classify(err)
 }

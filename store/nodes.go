@@ -274,11 +274,52 @@ func (t *Tx) Members(ctx context.Context, sliceID int64) ([]Person, error) {
 
 // ---- tickets
 
-// InsertTicket records a ticket PLC is about to hand out.
+// InsertTicket records a ticket PLC is about to hand out, and the grant it
+// gives its slice on its node: the latest expiry of the slice's valid
+// tickets there. Grants are what a site's sliver count and a slice's node
+// count are made of, whatever the number of tickets.
 func (t *Tx) InsertTicket(ctx context.Context, r *TicketRecord) error {
 	_, err := t.exec(ctx, `INSERT INTO tickets (id, slice_name, node_id, principal, doc, not_before, not_after, revoked, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Slice, r.NodeID, r.Principal, r.Doc, unix(r.NotBefore), unix(r.NotAfter), boolInt(r.Revoked), stamp(&r.Created))
+	if err != nil || r.Revoked {
+		return wrap(err, "ticket", r.ID)
+	}
+	_, err = t.exec(ctx, `INSERT INTO grants (slice_name, node_id, site_id, not_after)
+		SELECT ?, ?, COALESCE((SELECT site_id FROM slices WHERE name = ?), 0), ?
+		ON CONFLICT (slice_name, node_id) DO UPDATE SET not_after =
+			CASE WHEN excluded.not_after > grants.not_after THEN excluded.not_after ELSE grants.not_after END`,
+		r.Slice, r.NodeID, r.Slice, unix(r.NotAfter))
 	return wrap(err, "ticket", r.ID)
+}
+
+// GrantedNodes lists the nodes where a slice holds a valid ticket at now.
+func (t *Tx) GrantedNodes(ctx context.Context, slice string, now time.Time) ([]int64, error) {
+	rows, err := t.query(ctx, `SELECT node_id FROM grants WHERE slice_name = ? AND not_after > ? ORDER BY node_id`, slice, unix(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// FindTicket returns a valid, unrevoked ticket of slice on node for
+// principal expiring exactly at notAfter, or ErrNotFound.
+func (t *Tx) FindTicket(ctx context.Context, slice string, nodeID int64, principal string, notAfter time.Time) (*TicketRecord, error) {
+	r, err := scanTicket(t.queryRow(ctx, `SELECT `+ticketCols+` FROM tickets
+		WHERE slice_name = ? AND node_id = ? AND principal = ? AND revoked = 0 AND not_after = ? ORDER BY created DESC LIMIT 1`,
+		slice, nodeID, principal, unix(notAfter)))
+	if err != nil {
+		return nil, wrap(t.d.classify(err), "ticket of slice", slice)
+	}
+	return r, nil
 }
 
 // Ticket returns the ticket with this id.
@@ -318,6 +359,9 @@ func (t *Tx) Tickets(ctx context.Context, slice string) ([]TicketRecord, error) 
 func (t *Tx) RevokeTickets(ctx context.Context, slice string) (int64, error) {
 	res, err := t.exec(ctx, `UPDATE tickets SET revoked = 1 WHERE slice_name = ? AND revoked = 0`, slice)
 	if err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(ctx, `DELETE FROM grants WHERE slice_name = ?`, slice); err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()

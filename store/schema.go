@@ -88,8 +88,16 @@ var migrations = []string{
 		revoked INTEGER NOT NULL,
 		created BIGINT NOT NULL
 	);
-	CREATE INDEX tickets_slice ON tickets(slice_name);
+	CREATE INDEX tickets_slice ON tickets(slice_name, node_id);
 	CREATE INDEX tickets_node ON tickets(node_id);
+	CREATE TABLE grants (
+		slice_name TEXT NOT NULL,
+		node_id BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+		site_id BIGINT NOT NULL,
+		not_after BIGINT NOT NULL,
+		PRIMARY KEY (slice_name, node_id)
+	);
+	CREATE INDEX grants_site ON grants(site_id, not_after);
 	CREATE TABLE node_groups (
 		id {{id}},
 		name TEXT NOT NULL UNIQUE,

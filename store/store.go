@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -150,7 +151,7 @@ type Tx struct {
 
 // Update runs fn in a read-write transaction and commits it when fn
 // returns nil; otherwise nothing fn wrote remains. On PostgreSQL the
-// transaction is serializable and fn runs again (up to five times) when
+// transaction is serializable and fn runs again (up to ten times) when
 // the server refuses it for a conflict, so fn must do nothing but
 // database work.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
@@ -161,6 +162,9 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
 	return s.run(ctx, s.r, true, fn)
 }
+
+// maxRetries bounds how often a refused serializable transaction runs again.
+const maxRetries = 10
 
 func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error) error {
 	opts := &sql.TxOptions{ReadOnly: ro && s.d.name == "postgres"}
@@ -182,9 +186,16 @@ func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error
 			_ = sqlTx.Rollback()
 		}
 		// PostgreSQL refuses one of two conflicting serializable
-		// transactions; running it again is the documented answer.
-		if err != nil && s.d.retryable(err) && attempt < 5 {
-			continue
+		// transactions; running it again, after a short random pause so
+		// the two do not collide again, is the documented answer.
+		if err != nil && s.d.retryable(err) && attempt < maxRetries {
+			pause := time.Duration(1+rand.IntN(1<<min(attempt, 6))) * time.Millisecond
+			select {
+			case <-time.After(pause):
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		return err
 	}
