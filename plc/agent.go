@@ -93,6 +93,11 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 		for _, id := range granted {
 			nodes[id] = true
 		}
+		// The site's sliver count is read and raised here: one ticket
+		// request per site at a time.
+		if err := tx.LockSite(r.Context(), s.SiteID); err != nil {
+			return err
+		}
 		site, err := tx.SiteByID(r.Context(), s.SiteID)
 		if err != nil {
 			return err

@@ -52,6 +52,9 @@ func (p *PLC) sliceOp(r *http.Request, op Op, object string, fn func(tx *store.T
 	c := actorOf(r)
 	name := r.PathValue("slice")
 	return p.write(r.Context(), c, op, object, func(tx *store.Tx) error {
+		if err := tx.LockSlice(r.Context(), name); err != nil {
+			return err
+		}
 		s, err := tx.Slice(r.Context(), name)
 		if err != nil {
 			return err
@@ -178,6 +181,11 @@ func (p *PLC) createSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		if !site.Enabled {
 			return fmt.Errorf("site %s is disabled: %w", lb, errdefs.ErrDenied)
+		}
+		// The slice count is read and raised here: one creation per site
+		// at a time.
+		if err := tx.LockSite(r.Context(), site.ID); err != nil {
+			return err
 		}
 		if _, err := tx.Slice(r.Context(), in.Name); err == nil {
 			return fmt.Errorf("slice %q already exists: %w", in.Name, errdefs.ErrConflict)

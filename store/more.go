@@ -313,3 +313,27 @@ func (t *Tx) CountSlivers(ctx context.Context, siteID int64, now time.Time) (int
 	err := t.queryRow(ctx, `SELECT COUNT(*) FROM grants WHERE site_id = ? AND not_after > ?`, siteID, unix(now)).Scan(&n)
 	return n, t.d.classify(err)
 }
+
+// LockSite and LockSlice make concurrent transactions that check and then
+// write about the same site or slice take turns on PostgreSQL (SELECT …
+// FOR UPDATE), so a limit read by one is not exceeded by another. On
+// SQLite, whose writer is exclusive, they only check existence.
+func (t *Tx) LockSite(ctx context.Context, id int64) error {
+	return t.lock(ctx, `SELECT id FROM sites WHERE id = ?`, id, "site", fmt.Sprint(id))
+}
+
+// LockSlice: see LockSite.
+func (t *Tx) LockSlice(ctx context.Context, name string) error {
+	return t.lock(ctx, `SELECT id FROM slices WHERE name = ?`, name, "slice", name)
+}
+
+func (t *Tx) lock(ctx context.Context, q string, arg any, what, name string) error {
+	if t.d.name == "postgres" {
+		q += " FOR UPDATE"
+	}
+	var id int64
+	if err := t.queryRow(ctx, q, arg).Scan(&id); err != nil {
+		return wrap(t.d.classify(err), what, name)
+	}
+	return nil
+}

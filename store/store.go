@@ -151,9 +151,11 @@ type Tx struct {
 
 // Update runs fn in a read-write transaction and commits it when fn
 // returns nil; otherwise nothing fn wrote remains. On PostgreSQL the
-// transaction is serializable and fn runs again (up to ten times) when
-// the server refuses it for a conflict, so fn must do nothing but
-// database work.
+// transaction is READ COMMITTED: a writer that checks before it acts (a
+// limit, a count) first locks the row its check depends on (LockSite,
+// LockSlice), so concurrent writers take turns instead of aborting each
+// other; on a deadlock fn runs again (up to ten times), so fn must do
+// nothing but database work. SQLite's single writer needs neither.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	return s.run(ctx, s.w, false, fn)
 }
@@ -163,14 +165,11 @@ func (s *Store) View(ctx context.Context, fn func(*Tx) error) error {
 	return s.run(ctx, s.r, true, fn)
 }
 
-// maxRetries bounds how often a refused serializable transaction runs again.
+// maxRetries bounds how often a transaction PostgreSQL refused runs again.
 const maxRetries = 10
 
 func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error) error {
 	opts := &sql.TxOptions{ReadOnly: ro && s.d.name == "postgres"}
-	if !ro && s.d.name == "postgres" {
-		opts.Isolation = sql.LevelSerializable
-	}
 	for attempt := 0; ; attempt++ {
 		sqlTx, err := db.BeginTx(ctx, opts)
 		if err != nil {
@@ -185,10 +184,13 @@ func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error
 		} else {
 			_ = sqlTx.Rollback()
 		}
-		// PostgreSQL refuses one of two conflicting serializable
-		// transactions; running it again, after a short random pause so
-		// the two do not collide again, is the documented answer.
-		if err != nil && s.d.retryable(err) && attempt < maxRetries {
+		// PostgreSQL breaks a deadlock by refusing one transaction;
+		// running it again, after a short random pause so the two do not
+		// collide again, is the documented answer.
+		if err != nil && s.d.retryable(err) && attempt >= maxRetries {
+			return fmt.Errorf("%w (%w)", errBusy, err)
+		}
+		if err != nil && s.d.retryable(err) {
 			pause := time.Duration(1+rand.IntN(1<<min(attempt, 6))) * time.Millisecond
 			select {
 			case <-time.After(pause):
@@ -297,7 +299,11 @@ func (d dialect) classify(err error) error {
 	return err
 }
 
-// retryable reports a PostgreSQL serialization failure or deadlock.
+// errBusy marks a transaction PostgreSQL refused for a conflict, after
+// the retries ran out.
+var errBusy = fmt.Errorf("the database is busy with conflicting writes; try again: %w", errdefs.ErrUnavailable)
+
+// retryable reports a PostgreSQL deadlock or serialization failure.
 func (d dialect) retryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
