@@ -39,6 +39,9 @@ func (p *PLC) userKey(ctx context.Context, fp cred.Fingerprint) (ssh.PublicKey, 
 	if !who.Enabled {
 		return nil, fmt.Errorf("the account of key %s is disabled: %w", fp, errdefs.ErrDenied)
 	}
+	if h, ok := ctx.Value(keyWho).(*signer); ok {
+		h.person = who // user() needs it too: one lookup per request
+	}
 	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k.PublicKey))
 	if err != nil {
 		return nil, fmt.Errorf("stored key %s unreadable: %w", fp, err)
@@ -48,7 +51,13 @@ func (p *PLC) userKey(ctx context.Context, fp cred.Fingerprint) (ssh.PublicKey, 
 
 type ctxKey int
 
-const keyActor ctxKey = iota
+const (
+	keyActor ctxKey = iota
+	keyWho
+)
+
+// signer carries the person userKey found out of the signature check.
+type signer struct{ person *store.Person }
 
 // caller is an authenticated user and the key they signed with.
 type caller struct {
@@ -63,19 +72,18 @@ type handler func(w http.ResponseWriter, r *http.Request) (any, error)
 // user wraps h with request-signature authentication.
 func (p *PLC) user(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		found := &signer{}
+		// Verify reads the body and puts an equal one back on the request
+		// it was given: serve that one.
+		r = r.WithContext(context.WithValue(r.Context(), keyWho, found))
 		res, err := p.verifier.Verify(r)
 		if err != nil {
 			p.fail(w, r, fmt.Errorf("%w: %w", errUnauthenticated, err))
 			return
 		}
-		var who *store.Person
-		err = p.store.View(r.Context(), func(tx *store.Tx) error {
-			_, person, err := tx.KeyOwner(r.Context(), string(res.Fingerprint))
-			who = person
-			return err
-		})
-		if err != nil {
-			p.fail(w, r, fmt.Errorf("%w: %w", errUnauthenticated, err))
+		who := found.person
+		if who == nil {
+			p.fail(w, r, fmt.Errorf("%w: no person behind key %s: %w", errUnauthenticated, res.Fingerprint, errdefs.ErrDenied))
 			return
 		}
 		ctx := context.WithValue(r.Context(), keyActor, &caller{person: who, fp: res.Fingerprint})
