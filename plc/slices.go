@@ -70,6 +70,23 @@ func (p *PLC) sliceOp(r *http.Request, op Op, object string, fn func(tx *store.T
 	})
 }
 
+// sliceChange is sliceOp for the writes nodes must learn of (keys,
+// attributes, state, expiry): it records a change for every node in the
+// same transaction and, once committed, wakes their long polls.
+func (p *PLC) sliceChange(r *http.Request, op Op, object string, fn func(tx *store.Tx, s *store.Slice) error) error {
+	err := p.sliceOp(r, op, object, func(tx *store.Tx, s *store.Slice) error {
+		if err := fn(tx, s); err != nil {
+			return err
+		}
+		_, err := tx.RecordChange(r.Context(), 0)
+		return err
+	})
+	if err == nil {
+		p.notify()
+	}
+	return err
+}
+
 func (p *PLC) listSlices(w http.ResponseWriter, r *http.Request) (any, error) {
 	pg, err := page(r)
 	if err != nil {
@@ -244,7 +261,7 @@ func (p *PLC) updateSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, fmt.Errorf("max_nodes %d: must not be negative: %w", *in.MaxNodes, errdefs.ErrInvalid)
 	}
 	var out api.Slice
-	err := p.sliceOp(r, OpSliceUpdate, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
+	err := p.sliceChange(r, OpSliceUpdate, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
 		disabled := s.Enabled && in.Enabled != nil && !*in.Enabled
 		set(&s.Description, in.Description)
 		set(&s.URL, in.URL)
@@ -258,30 +275,17 @@ func (p *PLC) updateSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 				return err
 			}
 		}
-		if _, err := tx.RecordChange(r.Context(), 0); err != nil {
-			return err
-		}
 		var err error
 		out, err = toSlice(r.Context(), tx, s, true)
 		return err
 	})
-	if err == nil {
-		p.notify()
-	}
 	return out, err
 }
 
 func (p *PLC) deleteSlice(w http.ResponseWriter, r *http.Request) (any, error) {
-	err := p.sliceOp(r, OpSliceDelete, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
-		if _, err := tx.RecordChange(r.Context(), 0); err != nil {
-			return err
-		}
+	return nil, p.sliceChange(r, OpSliceDelete, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
 		return tx.DeleteSlice(r.Context(), s.Name) // revokes its tickets
 	})
-	if err == nil {
-		p.notify()
-	}
-	return nil, err
 }
 
 func (p *PLC) renewSlice(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -290,7 +294,7 @@ func (p *PLC) renewSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	var out api.Slice
-	err := p.sliceOp(r, OpSliceRenew, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
+	err := p.sliceChange(r, OpSliceRenew, r.PathValue("slice"), func(tx *store.Tx, s *store.Slice) error {
 		if err := p.checkExpiry(actorOf(r), in.Expires, p.now()); err != nil {
 			return err
 		}
@@ -298,55 +302,31 @@ func (p *PLC) renewSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 		if err := tx.UpdateSlice(r.Context(), s); err != nil {
 			return err
 		}
-		if _, err := tx.RecordChange(r.Context(), 0); err != nil {
-			return err
-		}
 		var err error
 		out, err = toSlice(r.Context(), tx, s, true)
 		return err
 	})
-	if err == nil {
-		p.notify()
-	}
 	return out, err
 }
 
 func (p *PLC) addMember(w http.ResponseWriter, r *http.Request) (any, error) {
-	email := r.PathValue("email")
-	err := p.sliceOp(r, OpSliceMembers, r.PathValue("slice")+" +"+email, func(tx *store.Tx, s *store.Slice) error {
-		m, err := tx.Person(r.Context(), email)
-		if err != nil {
-			return err
-		}
-		if err := tx.AddMember(r.Context(), s.ID, m.ID); err != nil {
-			return err
-		}
-		_, err = tx.RecordChange(r.Context(), 0)
-		return err
-	})
-	if err == nil {
-		p.notify()
-	}
-	return nil, err
+	return nil, p.member(r, "+", (*store.Tx).AddMember)
 }
 
 func (p *PLC) removeMember(w http.ResponseWriter, r *http.Request) (any, error) {
+	return nil, p.member(r, "-", (*store.Tx).RemoveMember)
+}
+
+// member adds or removes the person named in the path.
+func (p *PLC) member(r *http.Request, sign string, change func(*store.Tx, context.Context, int64, int64) error) error {
 	email := r.PathValue("email")
-	err := p.sliceOp(r, OpSliceMembers, r.PathValue("slice")+" -"+email, func(tx *store.Tx, s *store.Slice) error {
+	return p.sliceChange(r, OpSliceMembers, r.PathValue("slice")+" "+sign+email, func(tx *store.Tx, s *store.Slice) error {
 		m, err := tx.Person(r.Context(), email)
 		if err != nil {
 			return err
 		}
-		if err := tx.RemoveMember(r.Context(), s.ID, m.ID); err != nil {
-			return err
-		}
-		_, err = tx.RecordChange(r.Context(), 0)
-		return err
+		return change(tx, r.Context(), s.ID, m.ID)
 	})
-	if err == nil {
-		p.notify()
-	}
-	return nil, err
 }
 
 func (p *PLC) listAttributes(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -397,7 +377,7 @@ func (p *PLC) setAttribute(w http.ResponseWriter, r *http.Request) (any, error) 
 	if in.Node != "" && in.NodeGroup != "" {
 		return nil, fmt.Errorf("scope an attribute to a node or a node group, not both: %w", errdefs.ErrInvalid)
 	}
-	err := p.sliceOp(r, OpSliceAttrs, r.PathValue("slice")+" "+in.Name, func(tx *store.Tx, s *store.Slice) error {
+	err := p.sliceChange(r, OpSliceAttrs, r.PathValue("slice")+" "+in.Name, func(tx *store.Tx, s *store.Slice) error {
 		a := &store.Attribute{SliceID: s.ID, Name: in.Name, Value: in.Value}
 		if in.Node != "" {
 			n, err := tx.Node(r.Context(), in.Node)
@@ -417,13 +397,11 @@ func (p *PLC) setAttribute(w http.ResponseWriter, r *http.Request) (any, error) 
 			return err
 		}
 		in.ID = a.ID
-		_, err := tx.RecordChange(r.Context(), 0)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	p.notify()
 	return created{in}, nil
 }
 
@@ -432,17 +410,9 @@ func (p *PLC) deleteAttribute(w http.ResponseWriter, r *http.Request) (any, erro
 	if err != nil {
 		return nil, fmt.Errorf("attribute id %q: want a number from GET …/attributes: %w", r.PathValue("id"), errdefs.ErrInvalid)
 	}
-	err = p.sliceOp(r, OpSliceAttrs, r.PathValue("slice")+" "+r.PathValue("id"), func(tx *store.Tx, s *store.Slice) error {
-		if err := tx.DeleteAttribute(r.Context(), s.ID, id); err != nil {
-			return err
-		}
-		_, err := tx.RecordChange(r.Context(), 0)
-		return err
+	return nil, p.sliceChange(r, OpSliceAttrs, r.PathValue("slice")+" "+r.PathValue("id"), func(tx *store.Tx, s *store.Slice) error {
+		return tx.DeleteAttribute(r.Context(), s.ID, id)
 	})
-	if err == nil {
-		p.notify()
-	}
-	return nil, err
 }
 
 func (p *PLC) bindNode(w http.ResponseWriter, r *http.Request) (any, error) {
