@@ -162,7 +162,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		// On PostgreSQL a lock keeps two PLC replicas from migrating at
 		// once; SQLite's writer is already exclusive.
 		if s.d.name == "postgres" {
-			if _, err := tx.exec(ctx, `LOCK TABLE schema_migrations IN EXCLUSIVE MODE`); err != nil {
+			if err := tx.execOnce(ctx, `LOCK TABLE schema_migrations IN EXCLUSIVE MODE`); err != nil {
 				return fmt.Errorf("open store: lock schema: %w", err)
 			}
 		}
@@ -178,7 +178,7 @@ func (s *Store) migrate(ctx context.Context) error {
 				if strings.TrimSpace(stmt) == "" {
 					continue
 				}
-				if _, err := tx.exec(ctx, strings.ReplaceAll(stmt, "{{id}}", s.d.id)); err != nil {
+				if err := tx.execOnce(ctx, strings.ReplaceAll(stmt, "{{id}}", s.d.id)); err != nil {
 					return fmt.Errorf("open store: migrate to version %d: %w", v, err)
 				}
 			}

@@ -33,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,12 +47,15 @@ import (
 // Store is an open registry database.
 type Store struct {
 	d dialect
-	// w runs read-write transactions. For SQLite it holds one connection,
-	// so writers queue in Go instead of failing with SQLITE_BUSY.
-	w *sql.DB
+	// w runs read-write transactions. For SQLite, writers take turns on
+	// wmu, so they queue in Go instead of failing with SQLITE_BUSY.
+	w   *sql.DB
+	wmu sync.Mutex
 	// r runs read-only transactions; for PostgreSQL it is w.
 	r   *sql.DB
 	log *slog.Logger
+	// Prepared statements of w and r.
+	wStmts, rStmts *stmtCache
 }
 
 // Open opens (creating if needed) the database named by dsn and migrates
@@ -76,6 +80,10 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s.log = log
+	if s.d.name == "sqlite" {
+		s.wStmts = &stmtCache{db: s.w, m: map[string]*sql.Stmt{}}
+		s.rStmts = &stmtCache{db: s.r, m: map[string]*sql.Stmt{}}
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -98,7 +106,9 @@ func openSQLite(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
+	// Two connections: one for the write transaction, which Update takes
+	// in turn (wmu), and one free to prepare statements meanwhile.
+	w.SetMaxOpenConns(2)
 	q.Set("_pragma", "query_only(1)")
 	for _, p := range []string{"foreign_keys(1)", "busy_timeout(10000)"} {
 		q.Add("_pragma", p)
@@ -108,11 +118,22 @@ func openSQLite(path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := w.Ping(); err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+	// Open both writer connections now: a connection's first pragmas
+	// (journal mode) would wait for the lock of a write in progress.
+	var conns []*sql.Conn
+	for range 2 {
+		c, err := w.Conn(context.Background())
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+		conns = append(conns, c)
 	}
+	for _, c := range conns {
+		c.Close()
+	}
+	w.SetMaxIdleConns(2)
 	return &Store{d: sqliteDialect, w: w, r: r}, nil
 }
 
@@ -131,8 +152,18 @@ func openPostgres(dsn string) (*Store, error) {
 	return &Store{d: postgresDialect, w: db, r: db}, nil
 }
 
+// cache returns the prepared statements of pool db.
+func (s *Store) cache(db *sql.DB) *stmtCache {
+	if db == s.w {
+		return s.wStmts
+	}
+	return s.rStmts
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
+	s.wStmts.close()
+	s.rStmts.close()
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -145,8 +176,58 @@ func (s *Store) Kind() string { return s.d.name }
 
 // Tx is a transaction. Its methods are the store's operations.
 type Tx struct {
-	tx *sql.Tx
-	d  dialect
+	tx    *sql.Tx
+	d     dialect
+	stmts *stmtCache
+}
+
+// stmtCache keeps each query prepared once per pool: plab's queries are a
+// fixed set, and parsing SQL is a good part of a small transaction's cost.
+type stmtCache struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.m[q] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	c.m = nil
+}
+
+// stmt returns q prepared, bound to this transaction, or nil when q is
+// to run unprepared: always on PostgreSQL, where pgx keeps its own cache
+// of prepared statements per connection, and when preparing on the other
+// connection fails (a table this transaction creates is not yet there).
+func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if t.stmts == nil {
+		return nil
+	}
+	st, err := t.stmts.get(ctx, q)
+	if err != nil {
+		return nil
+	}
+	return t.tx.StmtContext(ctx, st)
 }
 
 // Update runs fn in a read-write transaction and commits it when fn
@@ -157,6 +238,10 @@ type Tx struct {
 // other; on a deadlock fn runs again (up to ten times), so fn must do
 // nothing but database work. SQLite's single writer needs neither.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
+	if s.d.name == "sqlite" {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+	}
 	return s.run(ctx, s.w, false, fn)
 }
 
@@ -175,7 +260,7 @@ func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error
 		if err != nil {
 			return fmt.Errorf("store: begin: %w", s.d.classify(err))
 		}
-		err = fn(&Tx{tx: sqlTx, d: s.d})
+		err = fn(&Tx{tx: sqlTx, d: s.d, stmts: s.cache(db)})
 		if err == nil {
 			err = sqlTx.Commit()
 			if err != nil {
@@ -204,16 +289,37 @@ func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error
 }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(ctx, t.d.rebind(q), args...)
+	var res sql.Result
+	var err error
+	if st := t.stmt(ctx, q); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = t.tx.ExecContext(ctx, t.d.rebind(q), args...)
+	}
 	return res, t.d.classify(err)
 }
 
+// execOnce runs a statement that is not worth keeping prepared (schema).
+func (t *Tx) execOnce(ctx context.Context, q string) error {
+	_, err := t.tx.ExecContext(ctx, t.d.rebind(q))
+	return t.d.classify(err)
+}
+
 func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	rows, err := t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+	var rows *sql.Rows
+	var err error
+	if st := t.stmt(ctx, q); st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+	}
 	return rows, t.d.classify(err)
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return t.tx.QueryRowContext(ctx, t.d.rebind(q), args...)
 }
 
