@@ -47,10 +47,11 @@ import (
 // Store is an open registry database.
 type Store struct {
 	d dialect
-	// w runs read-write transactions. For SQLite, writers take turns on
-	// wmu, so they queue in Go instead of failing with SQLITE_BUSY.
-	w   *sql.DB
-	wmu sync.Mutex
+	// w runs read-write transactions. For SQLite one goroutine writes,
+	// batching the writes that queue meanwhile (batch.go), so writers never
+	// meet SQLITE_BUSY and share fsyncs.
+	w     *sql.DB
+	batch batcher
 	// r runs read-only transactions; for PostgreSQL it is w.
 	r   *sql.DB
 	log *slog.Logger
@@ -106,8 +107,8 @@ func openSQLite(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// Two connections: one for the write transaction, which Update takes
-	// in turn (wmu), and one free to prepare statements meanwhile.
+	// Two connections: one for the write transaction (one at a time, see
+	// batch.go), and one free to prepare statements meanwhile.
 	w.SetMaxOpenConns(2)
 	q.Set("_pragma", "query_only(1)")
 	for _, p := range []string{"foreign_keys(1)", "busy_timeout(10000)"} {
@@ -239,8 +240,7 @@ func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 // nothing but database work. SQLite's single writer needs neither.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	if s.d.name == "sqlite" {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+		return s.updateBatched(ctx, fn)
 	}
 	return s.run(ctx, s.w, false, fn)
 }
