@@ -38,14 +38,15 @@ check: ## gofmt, go vet, staticcheck, package docs, import boundaries
 
 .PHONY: test
 # The VM part runs beside the host's tests (its log is shown when it ends):
-# emulation leaves one of two cores mostly idle otherwise.
+# emulation leaves one of two cores mostly idle otherwise. The fuzzers run
+# alone afterwards: under the VM's load a fuzz worker can be taken for hung.
 test: deps check ## Every test with -race, on this kernel and on a cgroup v2 kernel (VM), then the fuzzers briefly (root)
 	@mkdir -p bin; \
 	$(MAKE) --no-print-directory test-cgroup2 > bin/test-cgroup2.log 2>&1 & vm=$$!; \
 	$(GO) tool gotestsum --format testname --format-hide-empty-pkg -- -race -count=1 -timeout 30m ./...; host=$$?; \
-	$(MAKE) --no-print-directory fuzz FUZZTIME=10s; fz=$$?; \
 	echo "== waiting for the cgroup v2 VM (log: bin/test-cgroup2.log)"; \
 	wait $$vm; v2=$$?; cat bin/test-cgroup2.log; \
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s; fz=$$?; \
 	res() { [ $$1 = 0 ] && echo passed || echo FAILED; }; \
 	echo; echo "== summary: host tests $$(res $$host); cgroup v2 VM tests $$(res $$v2); fuzzers $$(res $$fz)"; \
 	[ $$host = 0 ] && [ $$v2 = 0 ] && [ $$fz = 0 ]
@@ -70,8 +71,8 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 1m)
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-			$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg 2>&1 | tail -n 3; \
-			[ "$${PIPESTATUS[0]}" = 0 ] || exit 1; \
+			out=$$($(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
+			echo "$$out" | tail -n 3; \
 		done; \
 	done
 
