@@ -178,23 +178,34 @@ func (p *PLC) ads(w http.ResponseWriter, r *http.Request) (any, error) {
 		q.Set("boot_state", api.BootStateBoot)
 		r.URL.RawQuery = q.Encode()
 	}
-	nodes, err := p.listNodes(w, r)
+	pg, err := page(r)
 	if err != nil {
 		return nil, err
 	}
-	list := nodes.(api.List[api.Node])
-	out := api.List[api.Ad]{Items: []api.Ad{}, Next: list.Next}
-	err = p.store.View(r.Context(), func(tx *store.Tx) error {
-		for _, n := range list.Items {
+	out := api.List[api.Ad]{Items: []api.Ad{}}
+	ctx := withSiteNames(r.Context())
+	err = p.store.View(ctx, func(tx *store.Tx) error {
+		f, err := nodeFilter(r, tx)
+		if err != nil {
+			return err
+		}
+		ns, err := tx.ListNodes(ctx, f, pg)
+		if err != nil {
+			return err
+		}
+		if len(ns) > 0 {
+			out.Next = next(len(ns), pg, ns[len(ns)-1].ID)
+		}
+		for i := range ns {
+			n, err := toNode(ctx, tx, &ns[i])
+			if err != nil {
+				return err
+			}
 			ad := api.Ad{Node: n.Hostname, Site: n.Site, BootState: n.BootState, Tags: n.Tags}
 			if n.Capacity != nil {
 				ad.Free = *n.Capacity
 			}
-			sn, err := tx.Node(r.Context(), n.Hostname)
-			if err != nil {
-				return err
-			}
-			rep, err := tx.Report(r.Context(), sn.ID)
+			rep, err := tx.Report(ctx, ns[i].ID)
 			switch {
 			case err == nil:
 				var body api.Report

@@ -54,6 +54,7 @@ type ctxKey int
 const (
 	keyActor ctxKey = iota
 	keyWho
+	keySites
 )
 
 // signer carries the person userKey found out of the signature check.

@@ -287,11 +287,23 @@ func siteName(ctx context.Context, tx *store.Tx, id int64) (string, error) {
 	if id == 0 {
 		return "", nil
 	}
+	memo, _ := ctx.Value(keySites).(map[int64]string)
+	if name, ok := memo[id]; ok {
+		return name, nil
+	}
 	s, err := tx.SiteByID(ctx, id)
 	if err != nil {
 		return "", err
 	}
+	if memo != nil {
+		memo[id] = s.LoginBase
+	}
 	return s.LoginBase, nil
+}
+
+// withSiteNames lets a listing look each site up once, not once a row.
+func withSiteNames(ctx context.Context) context.Context {
+	return context.WithValue(ctx, keySites, map[int64]string{})
 }
 
 func toPerson(ctx context.Context, tx *store.Tx, p *store.Person) (api.Person, error) {
@@ -314,6 +326,7 @@ func (p *PLC) listPersons(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	out := api.List[api.Person]{Items: []api.Person{}}
+	r = r.WithContext(withSiteNames(r.Context()))
 	err = p.store.View(r.Context(), func(tx *store.Tx) error {
 		var siteID int64
 		if lb := r.URL.Query().Get("site"); lb != "" {
@@ -621,49 +634,60 @@ func checkNode(in *api.Node) error {
 	return nil
 }
 
-func (p *PLC) listNodes(w http.ResponseWriter, r *http.Request) (any, error) {
-	pg, err := page(r)
-	if err != nil {
-		return nil, err
-	}
+// nodeFilter reads a node listing's filters: site, boot_state,
+// tag=NAME=VALUE, nodegroup.
+func nodeFilter(r *http.Request, tx *store.Tx) (store.NodeFilter, error) {
 	q := r.URL.Query()
 	f := store.NodeFilter{BootState: q.Get("boot_state")}
 	if f.BootState != "" {
 		if err := checkBootState(f.BootState); err != nil {
-			return nil, err
+			return f, err
 		}
 	}
 	if tv := q.Get("tag"); tv != "" {
 		var ok bool
 		if f.Tag, f.Value, ok = strings.Cut(tv, "="); !ok {
-			return nil, fmt.Errorf("tag=%q: want tag=NAME=VALUE: %w", tv, errdefs.ErrInvalid)
+			return f, fmt.Errorf("tag=%q: want tag=NAME=VALUE: %w", tv, errdefs.ErrInvalid)
 		}
 	}
+	if lb := q.Get("site"); lb != "" {
+		s, err := tx.Site(r.Context(), lb)
+		if err != nil {
+			return f, err
+		}
+		f.SiteID = s.ID
+	}
+	if g := q.Get("nodegroup"); g != "" {
+		ng, err := tx.NodeGroup(r.Context(), g)
+		if err != nil {
+			return f, err
+		}
+		if f.Tag != "" {
+			return f, fmt.Errorf("give tag= or nodegroup=, not both: %w", errdefs.ErrInvalid)
+		}
+		f.Tag, f.Value = ng.Tag, ng.Value
+	}
+	return f, nil
+}
+
+func (p *PLC) listNodes(w http.ResponseWriter, r *http.Request) (any, error) {
+	pg, err := page(r)
+	if err != nil {
+		return nil, err
+	}
 	out := api.List[api.Node]{Items: []api.Node{}}
-	err = p.store.View(r.Context(), func(tx *store.Tx) error {
-		if lb := q.Get("site"); lb != "" {
-			s, err := tx.Site(r.Context(), lb)
-			if err != nil {
-				return err
-			}
-			f.SiteID = s.ID
+	ctx := withSiteNames(r.Context())
+	err = p.store.View(ctx, func(tx *store.Tx) error {
+		f, err := nodeFilter(r, tx)
+		if err != nil {
+			return err
 		}
-		if g := q.Get("nodegroup"); g != "" {
-			ng, err := tx.NodeGroup(r.Context(), g)
-			if err != nil {
-				return err
-			}
-			if f.Tag != "" {
-				return fmt.Errorf("give tag= or nodegroup=, not both: %w", errdefs.ErrInvalid)
-			}
-			f.Tag, f.Value = ng.Tag, ng.Value
-		}
-		ns, err := tx.ListNodes(r.Context(), f, pg)
+		ns, err := tx.ListNodes(ctx, f, pg)
 		if err != nil {
 			return err
 		}
 		for i := range ns {
-			an, err := toNode(r.Context(), tx, &ns[i])
+			an, err := toNode(ctx, tx, &ns[i])
 			if err != nil {
 				return err
 			}

@@ -93,6 +93,7 @@ func (p *PLC) listSlices(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	out := api.List[api.Slice]{Items: []api.Slice{}}
+	r = r.WithContext(withSiteNames(r.Context()))
 	err = p.store.View(r.Context(), func(tx *store.Tx) error {
 		var f store.SliceFilter
 		if lb := r.URL.Query().Get("site"); lb != "" {
