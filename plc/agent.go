@@ -102,6 +102,9 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 		if err != nil {
 			return err
 		}
+		if !site.Enabled {
+			return fmt.Errorf("site %s is disabled; its slices get no tickets: %w", site.LoginBase, errdefs.ErrDenied)
+		}
 		slivers, err := tx.CountSlivers(r.Context(), site.ID, now)
 		if err != nil {
 			return err
@@ -285,6 +288,14 @@ func (p *PLC) enroll(w http.ResponseWriter, r *http.Request) (any, error) {
 		if err != nil {
 			return err
 		}
+		key, err := cred.NewPublicKey(cert.PublicKey)
+		if err != nil {
+			return err
+		}
+		n.Key = string(key.Fingerprint())
+		if err := tx.UpdateNode(r.Context(), n); err != nil {
+			return err
+		}
 		out.CertificatePEM = string(ca.MarshalCertificate(cert))
 		out.CA = p.caInfo()
 		return tx.Audit(r.Context(), store.Event{At: p.now(), Actor: "node " + in.Hostname, Action: "node.enroll", Object: in.Hostname, Result: "ok"})
@@ -398,7 +409,11 @@ func (p *PLC) syncState(ctx context.Context, n *store.Node, peer ca.Peer, change
 			if ns.Attributes, err = tx.ResolveAttributes(ctx, s.ID, n); err != nil {
 				return err
 			}
-			if s.Enabled && s.Expires.After(now) {
+			site, err := tx.SiteByID(ctx, s.SiteID)
+			if err != nil {
+				return err
+			}
+			if s.Enabled && site.Enabled && s.Expires.After(now) {
 				if ns.Ticket, err = p.nodeTicket(ctx, tx, s, n, peer.Key, now); err != nil {
 					return err
 				}

@@ -114,6 +114,12 @@ func (p *PLC) node(h func(w http.ResponseWriter, r *http.Request, n *store.Node,
 			p.fail(w, r, fmt.Errorf("%w: node %s is not registered: %w", errUnauthenticated, peer.Name, errdefs.ErrDenied))
 			return
 		}
+		// The certificate must be the one this registration enrolled: a
+		// node deleted and registered again enrolls again.
+		if n.Key == "" || n.Key != string(peer.Key) {
+			p.fail(w, r, fmt.Errorf("%w: this certificate is not the one node %s enrolled with; enroll it again: %w", errUnauthenticated, peer.Name, errdefs.ErrDenied))
+			return
+		}
 		p.serve(w, r, func(w http.ResponseWriter, r *http.Request) (any, error) { return h(w, r, n, peer) })
 	})
 }

@@ -18,6 +18,16 @@ import (
 // error code as result.
 func (p *PLC) write(ctx context.Context, c *caller, op Op, object string, fn func(tx *store.Tx) error) error {
 	err := p.store.Update(ctx, func(tx *store.Tx) error {
+		// The people of a disabled site act no more, but admins.
+		if !c.person.Has(store.RoleAdmin) && c.person.SiteID != 0 {
+			site, err := tx.SiteByID(ctx, c.person.SiteID)
+			if err != nil {
+				return err
+			}
+			if !site.Enabled {
+				return fmt.Errorf("%s: site %s is disabled; ask an admin: %w", op, site.LoginBase, errdefs.ErrDenied)
+			}
+		}
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -207,14 +217,16 @@ func (p *PLC) createSite(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if err := Allow(c.person, OpSiteCreate, Target{}); err != nil {
-		return nil, err
-	}
 	if err := checkSite(&in); err != nil {
 		return nil, err
 	}
 	s := &store.Site{LoginBase: in.LoginBase, Name: in.Name, MaxSlices: in.MaxSlices, MaxSlivers: in.MaxSlivers, Enabled: in.Enabled, Created: p.now()}
-	err := p.write(r.Context(), c, OpSiteCreate, in.LoginBase, func(tx *store.Tx) error { return tx.CreateSite(r.Context(), s) })
+	err := p.write(r.Context(), c, OpSiteCreate, in.LoginBase, func(tx *store.Tx) error {
+		if err := Allow(c.person, OpSiteCreate, Target{}); err != nil {
+			return err
+		}
+		return tx.CreateSite(r.Context(), s)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -227,15 +239,16 @@ func (p *PLC) updateSite(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if err := Allow(c.person, OpSiteUpdate, Target{}); err != nil {
-		return nil, err
-	}
 	var out api.Site
 	err := p.write(r.Context(), c, OpSiteUpdate, r.PathValue("site"), func(tx *store.Tx) error {
+		if err := Allow(c.person, OpSiteUpdate, Target{}); err != nil {
+			return err
+		}
 		s, err := tx.Site(r.Context(), r.PathValue("site"))
 		if err != nil {
 			return err
 		}
+		disabling := s.Enabled && in.Enabled != nil && !*in.Enabled
 		next := toSite(s)
 		set(&next.Name, in.Name)
 		set(&next.MaxSlices, in.MaxSlices)
@@ -246,8 +259,21 @@ func (p *PLC) updateSite(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		s.Name, s.MaxSlices, s.MaxSlivers, s.Enabled = next.Name, next.MaxSlices, next.MaxSlivers, next.Enabled
 		out = next
-		return tx.UpdateSite(r.Context(), s)
+		if err := tx.UpdateSite(r.Context(), s); err != nil {
+			return err
+		}
+		if disabling {
+			// A disabled site's slivers lose their tickets.
+			if err := tx.RevokeSiteTickets(r.Context(), s.ID); err != nil {
+				return err
+			}
+			_, err = tx.RecordChange(r.Context(), 0)
+		}
+		return err
 	})
+	if err == nil {
+		p.notify()
+	}
 	return out, err
 }
 
@@ -260,11 +286,11 @@ func set[T any](dst *T, v *T) {
 
 func (p *PLC) deleteSite(w http.ResponseWriter, r *http.Request) (any, error) {
 	c := actorOf(r)
-	if err := Allow(c.person, OpSiteDelete, Target{}); err != nil {
-		return nil, err
-	}
 	name := r.PathValue("site")
 	err := p.write(r.Context(), c, OpSiteDelete, name, func(tx *store.Tx) error {
+		if err := Allow(c.person, OpSiteDelete, Target{}); err != nil {
+			return err
+		}
 		if err := tx.DeleteSite(r.Context(), name); err != nil {
 			return fmt.Errorf("%w (a site with people, nodes or slices cannot be deleted; remove them first)", err)
 		}
@@ -860,9 +886,6 @@ func (p *PLC) createNodeGroup(w http.ResponseWriter, r *http.Request) (any, erro
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if err := Allow(c.person, OpNodeGroupWrite, Target{}); err != nil {
-		return nil, err
-	}
 	if err := checkTag(in.Name); err != nil {
 		return nil, fmt.Errorf("node group name: %w", err)
 	}
@@ -873,6 +896,9 @@ func (p *PLC) createNodeGroup(w http.ResponseWriter, r *http.Request) (any, erro
 		return nil, err
 	}
 	err := p.write(r.Context(), c, OpNodeGroupWrite, in.Name, func(tx *store.Tx) error {
+		if err := Allow(c.person, OpNodeGroupWrite, Target{}); err != nil {
+			return err
+		}
 		return tx.CreateNodeGroup(r.Context(), &store.NodeGroup{Name: in.Name, Tag: in.Tag, Value: in.Value, Created: p.now()})
 	})
 	if err != nil {
@@ -883,11 +909,11 @@ func (p *PLC) createNodeGroup(w http.ResponseWriter, r *http.Request) (any, erro
 
 func (p *PLC) deleteNodeGroup(w http.ResponseWriter, r *http.Request) (any, error) {
 	c := actorOf(r)
-	if err := Allow(c.person, OpNodeGroupWrite, Target{}); err != nil {
-		return nil, err
-	}
 	name := r.PathValue("name")
 	err := p.write(r.Context(), c, OpNodeGroupWrite, name, func(tx *store.Tx) error {
+		if err := Allow(c.person, OpNodeGroupWrite, Target{}); err != nil {
+			return err
+		}
 		if err := tx.DeleteNodeGroup(r.Context(), name); err != nil {
 			return err
 		}

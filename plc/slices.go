@@ -63,6 +63,15 @@ func (p *PLC) sliceOp(r *http.Request, op Op, object string, fn func(tx *store.T
 		if err != nil {
 			return err
 		}
+		if op != OpSliceRenew && op != OpSliceTickets {
+			site, err := tx.SiteByID(r.Context(), s.SiteID)
+			if err != nil {
+				return err
+			}
+			if site.LoginBase == p.settings.SiteLoginBase {
+				op = OpSliceAdmin // PLC's own slices are the admins' to manage
+			}
+		}
 		if err := Allow(c.person, op, t); err != nil {
 			return err
 		}
@@ -177,6 +186,9 @@ func (p *PLC) createSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 	if in.MaxNodes < 0 {
 		return nil, fmt.Errorf("max_nodes %d: must not be negative: %w", in.MaxNodes, errdefs.ErrInvalid)
 	}
+	if in.MaxNodes > p.settings.MaxNodesPerSlice && !c.person.Has(store.RoleAdmin) {
+		return nil, fmt.Errorf("max_nodes %d: at most %d unless an admin raises it: %w", in.MaxNodes, p.settings.MaxNodesPerSlice, errdefs.ErrDenied)
+	}
 	lb, _, _ := strings.Cut(in.Name, "_")
 	var out api.Slice
 	err := p.write(r.Context(), c, OpSliceCreate, in.Name, func(tx *store.Tx) error {
@@ -267,6 +279,9 @@ func (p *PLC) updateSlice(w http.ResponseWriter, r *http.Request) (any, error) {
 		set(&s.Description, in.Description)
 		set(&s.URL, in.URL)
 		set(&s.Enabled, in.Enabled)
+		if in.MaxNodes != nil && *in.MaxNodes > s.MaxNodes && !actorOf(r).person.Has(store.RoleAdmin) {
+			return fmt.Errorf("max_nodes %d: only an admin raises a slice's limit (now %d): %w", *in.MaxNodes, s.MaxNodes, errdefs.ErrDenied)
+		}
 		set(&s.MaxNodes, in.MaxNodes)
 		if err := tx.UpdateSlice(r.Context(), s); err != nil {
 			return err
@@ -433,6 +448,9 @@ func (p *PLC) bindNode(w http.ResponseWriter, r *http.Request) (any, error) {
 		if len(bound) >= s.MaxNodes {
 			return fmt.Errorf("slice %s is on %d nodes, its limit: %w", s.Name, len(bound), errdefs.ErrNoCapacity)
 		}
+		if err := p.checkSlivers(r.Context(), tx, s.SiteID, 1); err != nil {
+			return err
+		}
 		if err := tx.BindNode(r.Context(), s.ID, n.ID); err != nil {
 			return err
 		}
@@ -462,4 +480,29 @@ func (p *PLC) unbindNode(w http.ResponseWriter, r *http.Request) (any, error) {
 		p.notify()
 	}
 	return nil, err
+}
+
+// checkSlivers refuses when the site's slices hold, or are bound to, so
+// many slivers that extra more would pass its max_slivers. It locks the
+// site row, so concurrent checks take turns.
+func (p *PLC) checkSlivers(ctx context.Context, tx *store.Tx, siteID int64, extra int) error {
+	if err := tx.LockSite(ctx, siteID); err != nil {
+		return err
+	}
+	site, err := tx.SiteByID(ctx, siteID)
+	if err != nil {
+		return err
+	}
+	n, err := tx.CountSlivers(ctx, site.ID, p.now())
+	if err != nil {
+		return err
+	}
+	ungranted, err := tx.CountUngrantedBindings(ctx, site.ID, p.now())
+	if err != nil {
+		return err
+	}
+	if n+ungranted+extra > site.MaxSlivers {
+		return fmt.Errorf("site %s would hold more than %d slivers, its limit; ask an admin to raise max_slivers: %w", site.LoginBase, site.MaxSlivers, errdefs.ErrNoCapacity)
+	}
+	return nil
 }

@@ -70,7 +70,7 @@ func (s *Store) runBatch(batch []*batchReq) {
 		}
 		return
 	}
-	t := &Tx{tx: tx, d: s.d, stmts: s.wStmts}
+	t := &Tx{tx: tx, d: s.d, stmts: s.wStmts, fixed: ctx}
 	results := make([]error, len(batch))
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {

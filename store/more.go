@@ -337,3 +337,14 @@ func (t *Tx) lock(ctx context.Context, q string, arg any, what, name string) err
 	}
 	return nil
 }
+
+// CountUngrantedBindings counts a site's delegated bindings (slice on
+// node) that hold no valid grant yet at now: slivers the nodes will ask
+// tickets for at their next sync.
+func (t *Tx) CountUngrantedBindings(ctx context.Context, siteID int64, now time.Time) (int, error) {
+	var n int
+	err := t.queryRow(ctx, `SELECT COUNT(*) FROM slice_nodes b JOIN slices s ON s.id = b.slice_id
+		WHERE s.site_id = ? AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.slice_name = s.name AND g.node_id = b.node_id AND g.not_after > ?)`,
+		siteID, unix(now)).Scan(&n)
+	return n, t.d.classify(err)
+}

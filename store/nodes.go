@@ -10,13 +10,13 @@ import (
 
 // ---- nodes
 
-const nodeCols = `id, hostname, site_id, addresses, boot_state, capacity, last_contact, created`
+const nodeCols = `id, hostname, site_id, addresses, boot_state, key, capacity, last_contact, created`
 
 func scanNode(sc interface{ Scan(...any) error }) (*Node, error) {
 	var n Node
 	var addrs, capacity string
 	var last, created int64
-	if err := sc.Scan(&n.ID, &n.Hostname, &n.SiteID, &addrs, &n.BootState, &capacity, &last, &created); err != nil {
+	if err := sc.Scan(&n.ID, &n.Hostname, &n.SiteID, &addrs, &n.BootState, &n.Key, &capacity, &last, &created); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(addrs), &n.Addresses); err != nil {
@@ -51,8 +51,8 @@ func (t *Tx) CreateNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	id, err := t.insert(ctx, `INSERT INTO nodes (hostname, site_id, addresses, boot_state, capacity, last_contact, created) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		n.Hostname, n.SiteID, addrs, n.BootState, capacity, unix(n.LastContact), stamp(&n.Created))
+	id, err := t.insert(ctx, `INSERT INTO nodes (hostname, site_id, addresses, boot_state, key, capacity, last_contact, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.Hostname, n.SiteID, addrs, n.BootState, n.Key, capacity, unix(n.LastContact), stamp(&n.Created))
 	if err != nil {
 		return wrap(err, "node", n.Hostname)
 	}
@@ -152,8 +152,8 @@ func (t *Tx) UpdateNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	res, err := t.exec(ctx, `UPDATE nodes SET hostname = ?, site_id = ?, addresses = ?, boot_state = ?, capacity = ?, last_contact = ? WHERE id = ?`,
-		n.Hostname, n.SiteID, addrs, n.BootState, capacity, unix(n.LastContact), n.ID)
+	res, err := t.exec(ctx, `UPDATE nodes SET hostname = ?, site_id = ?, addresses = ?, boot_state = ?, key = ?, capacity = ?, last_contact = ? WHERE id = ?`,
+		n.Hostname, n.SiteID, addrs, n.BootState, n.Key, capacity, unix(n.LastContact), n.ID)
 	if err := changed(res, err, "node", n.Hostname); err != nil {
 		return err
 	}
@@ -352,6 +352,15 @@ func (t *Tx) Tickets(ctx context.Context, slice string) ([]TicketRecord, error) 
 		return nil, err
 	}
 	return collect(rows, scanTicket)
+}
+
+// RevokeSiteTickets revokes every ticket of a site's slices.
+func (t *Tx) RevokeSiteTickets(ctx context.Context, siteID int64) error {
+	if _, err := t.exec(ctx, `UPDATE tickets SET revoked = 1 WHERE revoked = 0 AND slice_name IN (SELECT name FROM slices WHERE site_id = ?)`, siteID); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `DELETE FROM grants WHERE site_id = ?`, siteID)
+	return err
 }
 
 // RevokeTickets revokes every ticket of a slice and returns how many were

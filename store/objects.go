@@ -88,11 +88,14 @@ type Key struct {
 
 // Node is a machine of a site.
 type Node struct {
-	ID          int64
-	Hostname    string
-	SiteID      int64
-	Addresses   []string
-	BootState   string
+	ID        int64
+	Hostname  string
+	SiteID    int64
+	Addresses []string
+	BootState string
+	// Key is the fingerprint of the key the node enrolled with: only its
+	// certificate speaks for this registration. Empty until enrollment.
+	Key         string
 	Tags        map[string]string
 	Capacity    json.RawMessage // the node's resources, as it reports them
 	LastContact time.Time

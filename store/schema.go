@@ -46,6 +46,7 @@ var migrations = []string{
 		site_id BIGINT NOT NULL REFERENCES sites(id),
 		addresses TEXT NOT NULL,
 		boot_state TEXT NOT NULL,
+		key TEXT NOT NULL,
 		capacity TEXT NOT NULL,
 		last_contact BIGINT NOT NULL,
 		created BIGINT NOT NULL

@@ -180,6 +180,17 @@ type Tx struct {
 	tx    *sql.Tx
 	d     dialect
 	stmts *stmtCache
+	// fixed, when set, replaces the callers' contexts: in a batch, one
+	// caller hanging up must not interrupt a statement of the shared
+	// transaction (SQLite would roll all of it back).
+	fixed context.Context
+}
+
+func (t *Tx) c(ctx context.Context) context.Context {
+	if t.fixed != nil {
+		return t.fixed
+	}
+	return ctx
 }
 
 // stmtCache keeps each query prepared once per pool: plab's queries are a
@@ -289,6 +300,7 @@ func (s *Store) run(ctx context.Context, db *sql.DB, ro bool, fn func(*Tx) error
 }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = t.c(ctx)
 	var res sql.Result
 	var err error
 	if st := t.stmt(ctx, q); st != nil {
@@ -301,11 +313,13 @@ func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 
 // execOnce runs a statement that is not worth keeping prepared (schema).
 func (t *Tx) execOnce(ctx context.Context, q string) error {
+	ctx = t.c(ctx)
 	_, err := t.tx.ExecContext(ctx, t.d.rebind(q))
 	return t.d.classify(err)
 }
 
 func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = t.c(ctx)
 	var rows *sql.Rows
 	var err error
 	if st := t.stmt(ctx, q); st != nil {
@@ -317,6 +331,7 @@ func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = t.c(ctx)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}

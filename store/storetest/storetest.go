@@ -198,7 +198,7 @@ func testPersons(t *testing.T, s *store.Store) {
 
 func testNodes(t *testing.T, s *store.Store) {
 	a := site("ucb")
-	n := &store.Node{Hostname: "n1.ucb.edu", Addresses: []string{"198.18.0.1"}, BootState: "boot",
+	n := &store.Node{Hostname: "n1.ucb.edu", Addresses: []string{"198.18.0.1"}, BootState: "boot", Key: "SHA256:k",
 		Tags: map[string]string{"arch": "x86_64", "region": "us-west"}, Capacity: json.RawMessage(`{"cpus":2}`), Created: t0}
 	update(t, s, func(tx *store.Tx) error {
 		if err := tx.CreateSite(ctx, a); err != nil {
