@@ -2,7 +2,10 @@ package cred
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -55,12 +58,12 @@ func ParsePrivateKey(data []byte) (*PrivateKey, error) {
 }
 
 func keyKind(k any) string {
-	switch fmt.Sprintf("%T", k) {
-	case "*rsa.PrivateKey":
+	switch k.(type) {
+	case *rsa.PrivateKey:
 		return "RSA"
-	case "*ecdsa.PrivateKey":
+	case *ecdsa.PrivateKey:
 		return "ECDSA"
-	case "*ecdh.PrivateKey":
+	case *ecdh.PrivateKey:
 		return "ECDH"
 	}
 	return "of an unknown kind"

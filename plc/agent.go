@@ -31,10 +31,6 @@ const (
 	MaxSyncWait = 60 * time.Second
 )
 
-func caPEM(p *PLC) []byte { return ca.MarshalCertificate(p.ca.Certificate()) }
-
-func ticketLine(iss ticket.Issuer) string { return ticket.TrustLine(iss) }
-
 func toTicketResources(r api.Resources) ticket.Resources {
 	return ticket.Resources{CPUShares: r.CPUShares, CPUReserve: r.CPUReserve, CPULimit: r.CPULimit, MemoryBytes: r.MemoryBytes,
 		Pids: r.Pids, DiskBytes: r.DiskBytes, NetMinRate: r.NetMinRate, NetMaxRate: r.NetMaxRate, Ports: r.Ports}
@@ -95,19 +91,12 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 		}
 		// The site's sliver count is read and raised here: one ticket
 		// request per site at a time.
-		if err := tx.LockSite(r.Context(), s.SiteID); err != nil {
-			return err
-		}
-		site, err := tx.SiteByID(r.Context(), s.SiteID)
+		site, room, err := p.sliverRoom(r.Context(), tx, s.SiteID)
 		if err != nil {
 			return err
 		}
 		if !site.Enabled {
 			return fmt.Errorf("site %s is disabled; its slices get no tickets: %w", site.LoginBase, errdefs.ErrDenied)
-		}
-		slivers, err := tx.CountSlivers(r.Context(), site.ID, now)
-		if err != nil {
-			return err
 		}
 		seen := map[string]bool{}
 		for _, host := range in.Nodes {
@@ -123,9 +112,8 @@ func (p *PLC) issueTickets(w http.ResponseWriter, r *http.Request) (any, error) 
 				return fmt.Errorf("node %s is in boot state %s and takes no slivers; choose another (GET /v1/ads): %w", host, n.BootState, errdefs.ErrNoCapacity)
 			}
 			if !nodes[n.ID] {
-				slivers++
-				if slivers > site.MaxSlivers {
-					return fmt.Errorf("site %s would hold more than %d slivers, its limit; ask an admin to raise max_slivers: %w", site.LoginBase, site.MaxSlivers, errdefs.ErrNoCapacity)
+				if room--; room < 0 {
+					return errSliverLimit(site)
 				}
 			}
 			nodes[n.ID] = true
@@ -188,17 +176,11 @@ func (p *PLC) ads(w http.ResponseWriter, r *http.Request) (any, error) {
 	out := api.List[api.Ad]{Items: []api.Ad{}}
 	ctx := withSiteNames(r.Context())
 	err = p.store.View(ctx, func(tx *store.Tx) error {
-		f, err := nodeFilter(r, tx)
+		ns, nxt, err := pageNodes(ctx, r, tx, pg)
 		if err != nil {
 			return err
 		}
-		ns, err := tx.ListNodes(ctx, f, pg)
-		if err != nil {
-			return err
-		}
-		if len(ns) > 0 {
-			out.Next = next(len(ns), pg, ns[len(ns)-1].ID)
-		}
+		out.Next = nxt
 		for i := range ns {
 			n, err := toNode(ctx, tx, &ns[i])
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred"
+	"github.com/plab/plab/cred/ca"
+	"github.com/plab/plab/cred/ticket"
 	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/store"
 )
@@ -142,9 +144,9 @@ func (p *PLC) getCA(w http.ResponseWriter, r *http.Request) (any, error) { retur
 
 // caInfo is what PLC publishes: its CA root and ticket keys.
 func (p *PLC) caInfo() api.CA {
-	out := api.CA{Name: p.settings.Name, RootPEM: string(caPEM(p))}
+	out := api.CA{Name: p.settings.Name, RootPEM: string(ca.MarshalCertificate(p.ca.Certificate()))}
 	for _, iss := range p.tickets.Issuers() {
-		out.TicketKeys = append(out.TicketKeys, ticketLine(iss))
+		out.TicketKeys = append(out.TicketKeys, ticket.TrustLine(iss))
 	}
 	return out
 }
@@ -704,14 +706,11 @@ func (p *PLC) listNodes(w http.ResponseWriter, r *http.Request) (any, error) {
 	out := api.List[api.Node]{Items: []api.Node{}}
 	ctx := withSiteNames(r.Context())
 	err = p.store.View(ctx, func(tx *store.Tx) error {
-		f, err := nodeFilter(r, tx)
+		ns, nxt, err := pageNodes(ctx, r, tx, pg)
 		if err != nil {
 			return err
 		}
-		ns, err := tx.ListNodes(ctx, f, pg)
-		if err != nil {
-			return err
-		}
+		out.Next = nxt
 		for i := range ns {
 			an, err := toNode(ctx, tx, &ns[i])
 			if err != nil {
@@ -719,12 +718,23 @@ func (p *PLC) listNodes(w http.ResponseWriter, r *http.Request) (any, error) {
 			}
 			out.Items = append(out.Items, an)
 		}
-		if len(ns) > 0 {
-			out.Next = next(len(ns), pg, ns[len(ns)-1].ID)
-		}
 		return nil
 	})
 	return out, err
+}
+
+// pageNodes lists one page of the nodes the request's filters select,
+// with the next page's after= value.
+func pageNodes(ctx context.Context, r *http.Request, tx *store.Tx, pg store.Page) ([]store.Node, string, error) {
+	f, err := nodeFilter(r, tx)
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := tx.ListNodes(ctx, f, pg)
+	if err != nil || len(ns) == 0 {
+		return nil, "", err
+	}
+	return ns, next(len(ns), pg, ns[len(ns)-1].ID), nil
 }
 
 func (p *PLC) getNode(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -169,3 +169,20 @@ func TestNodeCertIsForOneRegistration(t *testing.T) {
 		t.Errorf("certificate of the deleted registration reported for the new, never enrolled n1.example.org at mit: want unauthenticated")
 	}
 }
+
+// Tickets and delegated bindings share a site's max_slivers: a binding
+// whose node has not synced yet counts.
+func TestTicketsCountUnsyncedBindings(t *testing.T) {
+	w := newWorld(t)
+	w.admin.do(t, "POST", "/v1/sites", api.Site{LoginBase: "one", Name: "One", MaxSlices: 5, MaxSlivers: 1, Enabled: true}, nil)
+	for _, h := range []string{"n1.one.test", "n2.one.test"} {
+		w.admin.do(t, "POST", "/v1/nodes", api.Node{Hostname: h, Site: "one"}, nil)
+	}
+	w.admin.do(t, "POST", "/v1/slices", api.Slice{Name: "one_dlg", Instantiation: "delegated"}, nil)
+	w.admin.do(t, "POST", "/v1/slices", api.Slice{Name: "one_direct"}, nil)
+	w.admin.do(t, "PUT", "/v1/slices/one_dlg/nodes/n1.one.test", nil, nil)
+	err := w.admin.Do(ctx, "POST", "/v1/slices/one_direct/tickets", api.TicketRequest{Nodes: []string{"n2.one.test"}}, nil)
+	if !errors.Is(err, errdefs.ErrNoCapacity) {
+		t.Errorf("a ticket while the only sliver is bound but not synced = %v, want no capacity", err)
+	}
+}

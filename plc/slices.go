@@ -448,8 +448,12 @@ func (p *PLC) bindNode(w http.ResponseWriter, r *http.Request) (any, error) {
 		if len(bound) >= s.MaxNodes {
 			return fmt.Errorf("slice %s is on %d nodes, its limit: %w", s.Name, len(bound), errdefs.ErrNoCapacity)
 		}
-		if err := p.checkSlivers(r.Context(), tx, s.SiteID, 1); err != nil {
+		site, room, err := p.sliverRoom(r.Context(), tx, s.SiteID)
+		if err != nil {
 			return err
+		}
+		if room < 1 {
+			return errSliverLimit(site)
 		}
 		if err := tx.BindNode(r.Context(), s.ID, n.ID); err != nil {
 			return err
@@ -482,27 +486,29 @@ func (p *PLC) unbindNode(w http.ResponseWriter, r *http.Request) (any, error) {
 	return nil, err
 }
 
-// checkSlivers refuses when the site's slices hold, or are bound to, so
-// many slivers that extra more would pass its max_slivers. It locks the
-// site row, so concurrent checks take turns.
-func (p *PLC) checkSlivers(ctx context.Context, tx *store.Tx, siteID int64, extra int) error {
+// sliverRoom locks the site row (concurrent checks take turns) and returns
+// the site with how many more slivers its max_slivers allows: its slices'
+// (slice, node) pairs with a valid ticket, and delegated bindings whose
+// node has not synced yet, count.
+func (p *PLC) sliverRoom(ctx context.Context, tx *store.Tx, siteID int64) (*store.Site, int, error) {
 	if err := tx.LockSite(ctx, siteID); err != nil {
-		return err
+		return nil, 0, err
 	}
 	site, err := tx.SiteByID(ctx, siteID)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	n, err := tx.CountSlivers(ctx, site.ID, p.now())
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	ungranted, err := tx.CountUngrantedBindings(ctx, site.ID, p.now())
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	if n+ungranted+extra > site.MaxSlivers {
-		return fmt.Errorf("site %s would hold more than %d slivers, its limit; ask an admin to raise max_slivers: %w", site.LoginBase, site.MaxSlivers, errdefs.ErrNoCapacity)
-	}
-	return nil
+	return site, site.MaxSlivers - n - ungranted, nil
+}
+
+func errSliverLimit(site *store.Site) error {
+	return fmt.Errorf("site %s would hold more than %d slivers, its limit; ask an admin to raise max_slivers: %w", site.LoginBase, site.MaxSlivers, errdefs.ErrNoCapacity)
 }

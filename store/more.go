@@ -127,9 +127,9 @@ func (t *Tx) ResolveAttributes(ctx context.Context, sliceID int64, node *Node) (
 	groups := map[int64]*NodeGroup{}
 	for _, a := range attrs {
 		if a.NodeGroupID != 0 && groups[a.NodeGroupID] == nil {
-			g, err := scanGroup(t.queryRow(ctx, `SELECT id, name, tag, value, created FROM node_groups WHERE id = ?`, a.NodeGroupID))
+			g, err := t.NodeGroupByID(ctx, a.NodeGroupID)
 			if err != nil {
-				return nil, t.d.classify(err)
+				return nil, err
 			}
 			groups[g.ID] = g
 		}

@@ -656,13 +656,26 @@ func testDelegation(t *testing.T, s *store.Store) {
 		if err != nil || len(ss) != 1 || ss[0].Name != "dlg_x" {
 			t.Errorf("NodeSlices(n1) = %v, %v", ss, err)
 		}
+		if n, err := tx.CountUngrantedBindings(ctx, a.ID, t0); err != nil || n != 1 {
+			t.Errorf("CountUngrantedBindings before any ticket = %d, %v; want 1", n, err)
+		}
 		return nil
 	})
 	var all int64
 	update(t, s, func(tx *store.Tx) error {
 		var err error
 		all, err = tx.RecordChange(ctx, 0)
-		return err
+		if err != nil {
+			return err
+		}
+		// A ticket for the binding grants it: no longer ungranted.
+		return tx.InsertTicket(ctx, &store.TicketRecord{ID: "dlg1", Slice: "dlg_x", NodeID: n1.ID, Principal: "SHA256:n", Doc: "d", NotBefore: t0, NotAfter: t0.Add(time.Hour)})
+	})
+	view(t, s, func(tx *store.Tx) error {
+		if n, err := tx.CountUngrantedBindings(ctx, a.ID, t0); err != nil || n != 0 {
+			t.Errorf("CountUngrantedBindings after a ticket = %d, %v; want 0", n, err)
+		}
+		return nil
 	})
 	view(t, s, func(tx *store.Tx) error {
 		if got, _ := tx.LatestChange(ctx, n2.ID); got != all {
