@@ -14,15 +14,10 @@ package plc
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"math"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,8 +25,6 @@ import (
 	"time"
 
 	"github.com/plab/plab/api"
-	"github.com/plab/plab/cred"
-	"github.com/plab/plab/cred/ca"
 	"github.com/plab/plab/cred/ticket"
 	"github.com/plab/plab/internal/pgtest"
 	"github.com/plab/plab/store"
@@ -49,71 +42,6 @@ func benchBackends(b *testing.B, fn func(b *testing.B, dsn string)) {
 		srv := pgtest.Start(b, pgtest.Options{NoFsync: false})
 		fn(b, srv.NewDatabase(b))
 	})
-}
-
-// newWorldDSN is newWorld on the store dsn ("" for SQLite).
-func newWorldDSN(t testing.TB, dsn string) *world {
-	t.Helper()
-	w := &world{t: t, dir: t.TempDir(), now: time.Now()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := newUser(t, "admin@plab.test")
-	ctx := context.Background()
-	if err := Init(ctx, w.dir, InitOptions{
-		Settings:   Settings{Name: "plc.test", Hosts: []string{"127.0.0.1", ln.Addr().String()}},
-		DSN:        dsn,
-		AdminEmail: admin.email, AdminName: "Admin", AdminKey: admin.pub,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	w.plc, err = Open(ctx, Config{Dir: w.dir, DSN: dsn, Now: func() time.Time { return w.now }, Authorities: []string{ln.Addr().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.srv = &http.Server{Handler: w.plc.Handler(), TLSConfig: w.plc.TLSConfig(), ErrorLog: log.New(io.Discard, "", 0)}
-	w.url = "https://" + ln.Addr().String()
-	go w.srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() {
-		w.srv.Close()
-		w.plc.Close()
-	})
-	w.admin = w.client(admin)
-	return w
-}
-
-// benchEnroll is enroll for a benchmark: a key, a token, a certificate.
-func benchEnroll(tb testing.TB, w *world, host string) *tls.Certificate {
-	tb.Helper()
-	var tok api.EnrollToken
-	w.admin.do(tb, "POST", "/v1/nodes/"+host+"/token", nil, &tok)
-	key, err := cred.GenerateKey()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	csr, err := ca.NewCSR(key, host)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	public := &api.Client{BaseURL: w.url, HTTP: w.admin.HTTP}
-	var enr api.Enrollment
-	if err := public.Do(context.Background(), "POST", "/v1/enroll", api.EnrollRequest{Hostname: host, Token: tok.Token, CSR: csr}, &enr); err != nil {
-		tb.Fatalf("enroll %s: %v", host, err)
-	}
-	cert, err := ca.ParseCertificate([]byte(enr.CertificatePEM))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var kp ca.Keypair
-	if err := kp.Set(cert, key); err != nil {
-		tb.Fatal(err)
-	}
-	c, err := kp.Get()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
 }
 
 // benchSize is a registry to fill the store with.
@@ -342,7 +270,7 @@ func BenchmarkReports(b *testing.B) {
 		d := benchFill(b, w, benchSize{sites: 100, nodes: 10000, reports: true})
 		nodes := make([]*api.Client, benchWorkers)
 		for i := range nodes {
-			nodes[i] = w.nodeClient(benchEnroll(b, w, d.nodes[i].Hostname))
+			nodes[i] = w.nodeClient(enroll(b, w, d.nodes[i].Hostname))
 		}
 		setup := time.Since(t0)
 		report := benchReport()

@@ -67,7 +67,10 @@ func newUser(t testing.TB, email string) *user {
 	return &user{email: email, id: id, pub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + email}
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB) *world { return newWorldDSN(t, "") }
+
+// newWorldDSN is newWorld on the store dsn ("" for SQLite).
+func newWorldDSN(t testing.TB, dsn string) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), now: time.Now()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,15 +81,15 @@ func newWorld(t testing.TB) *world {
 	ctx := context.Background()
 	if err := Init(ctx, w.dir, InitOptions{
 		Settings:   Settings{Name: "plc.test", Hosts: []string{"127.0.0.1", ln.Addr().String()}},
+		DSN:        dsn,
 		AdminEmail: admin.email, AdminName: "Admin", AdminKey: admin.pub,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	w.plc, err = Open(ctx, Config{Dir: w.dir, Now: func() time.Time { return w.now }, Authorities: []string{ln.Addr().String()}})
+	w.plc, err = Open(ctx, Config{Dir: w.dir, DSN: dsn, Now: func() time.Time { return w.now }, Authorities: []string{ln.Addr().String()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Not httptest's StartTLS: it puts its own certificate first.
 	w.srv = &http.Server{Handler: w.plc.Handler(), TLSConfig: w.plc.TLSConfig(), ErrorLog: log.New(io.Discard, "", 0)}
 	w.url = "https://" + ln.Addr().String()
 	go w.srv.ServeTLS(ln, "", "")

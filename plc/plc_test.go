@@ -365,7 +365,7 @@ func pemOf(c *tls.Certificate) string {
 }
 
 // enroll makes a key and CSR for host, gets a token as admin and enrolls.
-func enroll(t *testing.T, w *world, host string) *tls.Certificate {
+func enroll(t testing.TB, w *world, host string) *tls.Certificate {
 	t.Helper()
 	var tok api.EnrollToken
 	w.admin.do(t, "POST", "/v1/nodes/"+host+"/token", nil, &tok)
