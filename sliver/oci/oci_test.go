@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -78,46 +77,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hostObjects lists the kernel objects and runtime state of cfg's backend:
-// mounts under its state dir, loop devices backed by its files, cgroups under
-// its parent, processes in them and runtime containers.
+// hostObjects is HostObjects plus this process's unreaped children.
 func hostObjects(t *testing.T, cfg Config) []string {
 	t.Helper()
-	var objs []string
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	objs, err := HostObjects(cfg)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], cfg.StateDir) {
-			objs = append(objs, "mount "+f[4])
-		}
-	}
-	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, l := range loops {
-		if b, _ := os.ReadFile(l); strings.HasPrefix(string(b), cfg.StateDir) {
-			objs = append(objs, "loop "+strings.TrimSpace(string(b)))
-		}
-	}
-	cg, err := cgroups.Detect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range cg.Dirs(cfg.CgroupParent) {
-		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				objs = append(objs, "cgroup "+p)
-			}
-			return nil
-		})
-	}
-	procs, _ := cg.Procs(cfg.CgroupParent)
-	for _, p := range procs {
-		objs = append(objs, fmt.Sprintf("process %d", p))
-	}
-	ents, _ := os.ReadDir(filepath.Join(cfg.RunDir, "runc"))
-	for _, e := range ents {
-		objs = append(objs, "runtime container "+e.Name())
 	}
 	return append(objs, zombieChildren()...)
 }
