@@ -102,6 +102,13 @@ var boundaries = map[string][]string{
 	"store/storetest": {"errdefs", "store"},
 	// PLC serves the registry; it never touches a node's kernel.
 	"plc": {"errdefs", "api", "cred", "cred/", "store"},
+	// The resource monitor reads the node through its Source interface and
+	// reports through a function: it never reaches into the node manager.
+	"monitor": {"errdefs", "api", "sliver"},
+	// The node manager drives slivers through the sliver contract; which
+	// backend runs them is the command's choice. It never touches PLC's
+	// store.
+	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor"},
 }
 
 // TestImportBoundaries checks boundaries with go list -deps, and that no

@@ -1,12 +1,10 @@
 package plc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -182,44 +180,8 @@ func (p *PLC) fail(w http.ResponseWriter, r *http.Request, err error) {
 	_ = json.NewEncoder(w).Encode(api.Error{Code: code, Message: msg})
 }
 
-// decode reads one JSON object into v strictly: at most MaxBody bytes, no
-// unknown fields, nothing after it.
-func decode(r *http.Request, v any) error {
-	data, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
-	if err != nil {
-		return fmt.Errorf("read request body: %w: %w", err, errdefs.ErrInvalid)
-	}
-	if len(data) > MaxBody {
-		return fmt.Errorf("request body over %d bytes: %w", MaxBody, errdefs.ErrInvalid)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("request body: %s: %w", jsonProblem(err), errdefs.ErrInvalid)
-	}
-	if dec.More() {
-		return fmt.Errorf("request body: data after the JSON object: %w", errdefs.ErrInvalid)
-	}
-	return nil
-}
-
-func jsonProblem(err error) string {
-	var ute *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &ute):
-		return fmt.Sprintf("field %q should be a %s", ute.Field, ute.Type)
-	case errors.As(err, &se):
-		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
-	case errors.Is(err, io.EOF):
-		return "empty; send a JSON object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "malformed JSON: it ends too early"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return "not the expected JSON object"
-}
+// decode reads the request's JSON body into v strictly (api.DecodeJSON).
+func decode(r *http.Request, v any) error { return api.DecodeJSON(r.Body, MaxBody, v) }
 
 // page reads ?after= and ?limit=.
 func page(r *http.Request) (store.Page, error) {

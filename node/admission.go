@@ -1,0 +1,200 @@
+package node
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/plab/plab/api"
+	"github.com/plab/plab/cred/ticket"
+	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/sliver"
+)
+
+// Admission control. Guarantees are never oversubscribed: the sum of CPU
+// reservations stays within the node's CPU less the host's reserve, the sum
+// of memory a ticket asks for explicitly within its memory less the
+// reserve, the sum of minimum rates within the bandwidth cap, and no port is
+// reserved twice. Best-effort slivers (shares, default limits) are admitted
+// up to the node's and the site's sliver counts.
+
+// capacity is what slivers may be promised in total.
+type capacity struct {
+	CPU        sliver.MilliCPU
+	Memory     int64
+	Bandwidth  int64
+	MaxSlivers int
+	MaxPerSite int
+	HostPorts  []portRange
+}
+
+// claim is one sliver's hold on the node.
+type claim struct {
+	Slice string
+	Res   ticket.Resources
+	Ports []portRange
+}
+
+// admission holds the node's claims. Not safe for concurrent use: the
+// manager guards it.
+type admission struct {
+	cap    capacity
+	claims map[string]claim // by sliver
+}
+
+func newAdmission(c capacity) *admission {
+	return &admission{cap: c, claims: map[string]claim{}}
+}
+
+// site is a slice's site: the part of its name before the first '_'.
+func site(slice string) string {
+	s, _, _ := strings.Cut(slice, "_")
+	return s
+}
+
+// used sums the guarantees of every claim but skip's.
+func (a *admission) used(skip string) (cpu sliver.MilliCPU, mem, bw int64) {
+	for n, c := range a.claims {
+		if n == skip {
+			continue
+		}
+		cpu += sliver.MilliCPU(c.Res.CPUReserve)
+		mem += c.Res.MemoryBytes
+		bw += c.Res.NetMinRate
+	}
+	return
+}
+
+// check says whether sliver name may hold c; name may already hold a claim
+// (an update), which c would replace.
+func (a *admission) check(name string, c claim) error {
+	_, update := a.claims[name]
+	full := func(format string, args ...any) error {
+		return fmt.Errorf(format+": %w", append(args, errdefs.ErrNoCapacity)...)
+	}
+	if !update {
+		if len(a.claims) >= a.cap.MaxSlivers {
+			return full("node is full: it holds its maximum of %d slivers; choose another node (GET /v1/ads at PLC)", a.cap.MaxSlivers)
+		}
+		if a.cap.MaxPerSite > 0 {
+			n, s := 0, site(c.Slice)
+			for _, o := range a.claims {
+				if site(o.Slice) == s {
+					n++
+				}
+			}
+			if n >= a.cap.MaxPerSite {
+				return full("site %s already holds %d slivers on this node, its maximum; free one or choose another node", s, n)
+			}
+		}
+	}
+	cpu, mem, bw := a.used(name)
+	if r := sliver.MilliCPU(c.Res.CPUReserve); r > 0 && cpu+r > a.cap.CPU {
+		return full("cpu reservation %s does not fit: %s of this node's %s are unreserved; ask for less or choose another node", r, a.cap.CPU-cpu, a.cap.CPU)
+	}
+	if m := c.Res.MemoryBytes; m > 0 && mem+m > a.cap.Memory {
+		return full("memory guarantee %s does not fit: %s of this node's %s are unpromised; ask for less or choose another node",
+			sliver.FormatBytes(m), sliver.FormatBytes(a.cap.Memory-mem), sliver.FormatBytes(a.cap.Memory))
+	}
+	if r := c.Res.NetMinRate; r > 0 {
+		if a.cap.Bandwidth == 0 {
+			return full("this node guarantees no bandwidth (it has no bandwidth cap configured); drop net_min_rate or choose another node")
+		}
+		if bw+r > a.cap.Bandwidth {
+			return full("minimum rate %s does not fit: %s of this node's %s are unguaranteed; ask for less or choose another node", rate(r), rate(a.cap.Bandwidth-bw), rate(a.cap.Bandwidth))
+		}
+	}
+	for _, p := range c.Ports {
+		for _, h := range a.cap.HostPorts {
+			if p.overlaps(h) {
+				return fmt.Errorf("port %s is the node's own (%s); reserve another: %w", p, h, errdefs.ErrConflict)
+			}
+		}
+		for n, o := range a.claims {
+			if n == name {
+				continue
+			}
+			for _, q := range o.Ports {
+				if p.overlaps(q) {
+					return fmt.Errorf("port %s is reserved by slice %s on this node; reserve another or choose another node: %w", p, o.Slice, errdefs.ErrConflict)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// admit records c for name after check.
+func (a *admission) admit(name string, c claim) error {
+	if err := a.check(name, c); err != nil {
+		return err
+	}
+	a.claims[name] = c
+	return nil
+}
+
+func (a *admission) release(name string) { delete(a.claims, name) }
+
+// free is what is left to promise.
+func (a *admission) free() api.Resources {
+	cpu, mem, bw := a.used("")
+	return api.Resources{CPUReserve: int64(a.cap.CPU - cpu), MemoryBytes: a.cap.Memory - mem, NetMinRate: a.cap.Bandwidth - bw}
+}
+
+func (a *admission) capacity() api.Resources {
+	return api.Resources{CPUReserve: int64(a.cap.CPU), MemoryBytes: a.cap.Memory, NetMinRate: a.cap.Bandwidth}
+}
+
+func rate(bps int64) string {
+	return strconv.FormatFloat(float64(bps)/1e6, 'f', -1, 64) + " Mbit/s"
+}
+
+// portRange is a protocol's port range: "tcp/80", "udp/9000-9010".
+type portRange struct {
+	Proto    string
+	Lo, High uint16
+}
+
+func (p portRange) String() string {
+	if p.Lo == p.High {
+		return fmt.Sprintf("%s/%d", p.Proto, p.Lo)
+	}
+	return fmt.Sprintf("%s/%d-%d", p.Proto, p.Lo, p.High)
+}
+
+func (p portRange) overlaps(q portRange) bool {
+	return p.Proto == q.Proto && p.Lo <= q.High && q.Lo <= p.High
+}
+
+// parsePorts reads port reservations.
+func parsePorts(specs []string) ([]portRange, error) {
+	var out []portRange
+	for _, s := range specs {
+		bad := fmt.Errorf("port reservation %q: want tcp/PORT, udp/PORT or a range such as udp/9000-9010: %w", s, errdefs.ErrInvalid)
+		proto, ports, ok := strings.Cut(s, "/")
+		if !ok || (proto != "tcp" && proto != "udp") {
+			return nil, bad
+		}
+		lo, hi, isRange := strings.Cut(ports, "-")
+		if !isRange {
+			hi = lo
+		}
+		l, err1 := strconv.ParseUint(lo, 10, 16)
+		h, err2 := strconv.ParseUint(hi, 10, 16)
+		if err1 != nil || err2 != nil || l == 0 || h < l {
+			return nil, bad
+		}
+		if h-l >= 1024 {
+			return nil, fmt.Errorf("port reservation %q spans more than 1024 ports; reserve a smaller range: %w", s, errdefs.ErrInvalid)
+		}
+		out = append(out, portRange{Proto: proto, Lo: uint16(l), High: uint16(h)})
+	}
+	for i := range out {
+		for j := range i {
+			if out[i].overlaps(out[j]) {
+				return nil, fmt.Errorf("port reservations %s and %s overlap; list each port once: %w", out[j], out[i], errdefs.ErrInvalid)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,188 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/plab/plab/cred"
+	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/sliver"
+)
+
+// Config is a node's configuration, kept in config.json in its state
+// directory: written by Enroll, read by Open, editable by the operator.
+type Config struct {
+	// Hostname is the node's name at PLC and in its certificate.
+	Hostname string `json:"hostname"`
+	// PLC is PLC's base URL (https://plc.example.org).
+	PLC string `json:"plc"`
+	// PLCName is PLC's name in its certificate and tickets.
+	PLCName string `json:"plc_name"`
+	// Listen is the node API's address (default :8140).
+	Listen string `json:"listen,omitempty"`
+	// Authorities are the names users reach the node API by, as they write
+	// them in URLs; signed requests for other names are refused (default:
+	// the hostname, with and without the listen port).
+	Authorities []string `json:"authorities,omitempty"`
+	// Uplink is the interface slivers' traffic leaves by (sliver
+	// networking uses it).
+	Uplink string `json:"uplink,omitempty"`
+	// BandwidthCap is the node's uplink cap in bits per second; minimum
+	// rates of slivers are admitted up to it (0: no minimum rates).
+	BandwidthCap int64 `json:"bandwidth_cap,omitempty"`
+	// HostReserve is held back for the host: CPU, memory and disk no
+	// sliver is promised.
+	HostReserve HostReserve `json:"host_reserve,omitzero"`
+	// MaxSlivers bounds the slivers on the node (default 1000).
+	MaxSlivers int `json:"max_slivers,omitempty"`
+	// MaxSliversPerSite bounds the slivers of one site's slices on the node
+	// (0: no bound beyond MaxSlivers).
+	MaxSliversPerSite int `json:"max_slivers_per_site,omitempty"`
+	// MaxLease bounds one lease's term; renewals extend by at most this
+	// much. Zero: a lease runs until its ticket's end (the slice's expiry).
+	MaxLease Duration `json:"max_lease,omitempty"`
+	// Grace is how long after its lease ends a sliver is destroyed
+	// (default 1m).
+	Grace Duration `json:"grace,omitempty"`
+	// ReportInterval is how often the resource monitor reports to PLC
+	// (default 10s).
+	ReportInterval Duration `json:"report_interval,omitempty"`
+	// ReservedPorts are ports the host itself uses; no slice may reserve
+	// them ("tcp/22").
+	ReservedPorts []string `json:"reserved_ports,omitempty"`
+}
+
+// HostReserve is what the host keeps for itself.
+type HostReserve struct {
+	CPU    sliver.MilliCPU `json:"cpu,omitempty"`
+	Memory int64           `json:"memory_bytes,omitempty"`
+}
+
+// Duration is a time.Duration written as "90s" in JSON.
+type Duration time.Duration
+
+// MarshalText writes d as "1m30s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads "1m30s".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v < 0 {
+		return fmt.Errorf("duration %q: use a positive Go duration such as 90s or 12h", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults of Config.
+const (
+	DefaultListen         = ":8140"
+	DefaultMaxSlivers     = 1000
+	DefaultGrace          = time.Minute
+	DefaultReportInterval = 10 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.MaxSlivers == 0 {
+		c.MaxSlivers = DefaultMaxSlivers
+	}
+	if c.Grace == 0 {
+		c.Grace = Duration(DefaultGrace)
+	}
+	if c.ReportInterval == 0 {
+		c.ReportInterval = Duration(DefaultReportInterval)
+	}
+	if len(c.Authorities) == 0 {
+		c.Authorities = []string{c.Hostname}
+		if _, port, err := net.SplitHostPort(c.Listen); err == nil {
+			c.Authorities = append(c.Authorities, net.JoinHostPort(c.Hostname, port))
+		}
+	}
+	return c
+}
+
+// Validate checks c and says what to change.
+func (c Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("node config: "+format+": %w", append(a, errdefs.ErrInvalid)...)
+	}
+	u, err := url.Parse(c.PLC)
+	switch {
+	case c.Hostname == "":
+		return bad("hostname is empty; enroll the node first (plab node enroll)")
+	case err != nil || u.Scheme != "https" || u.Host == "":
+		return bad("plc %q must be PLC's https:// URL", c.PLC)
+	case c.PLCName == "":
+		return bad("plc_name is empty; enroll the node again")
+	case c.BandwidthCap < 0:
+		return bad("bandwidth_cap %d must not be negative", c.BandwidthCap)
+	case c.MaxSlivers < 0 || c.MaxSliversPerSite < 0:
+		return bad("max_slivers and max_slivers_per_site must not be negative")
+	case c.HostReserve.CPU < 0 || c.HostReserve.Memory < 0:
+		return bad("host_reserve must not be negative")
+	case c.ReportInterval != 0 && time.Duration(c.ReportInterval) < time.Second:
+		return bad("report_interval %s is too short; use at least 1s", time.Duration(c.ReportInterval))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
+		return bad("listen %q: want host:port such as :8140", c.Listen)
+	}
+	if _, err := parsePorts(c.ReservedPorts); err != nil {
+		return fmt.Errorf("node config: reserved_ports: %w", err)
+	}
+	return nil
+}
+
+// Files of a node's state directory.
+const (
+	configFile  = "config.json"
+	keyFile     = "node.key"
+	certFile    = "node.crt"
+	caFile      = "plc-ca.pem"
+	trustFile   = "tickets.trust"
+	leaseDBFile = "leases.db"
+)
+
+// LoadConfig reads dir's config.json.
+func LoadConfig(dir string) (Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, fmt.Errorf("%s has no node configuration; enroll the node first (plab node enroll --plc URL --token TOKEN): %w", dir, errdefs.ErrNotFound)
+	} else if err != nil {
+		return Config{}, fmt.Errorf("read node config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("node config %s: %v; fix the file or enroll again: %w", filepath.Join(dir, configFile), err, errdefs.ErrInvalid)
+	}
+	return c, c.Validate()
+}
+
+// SaveConfig writes c to dir's config.json, replacing it atomically.
+func SaveConfig(dir string, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, configFile+".tmp")
+	os.Remove(tmp)
+	if err := cred.WriteNewFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, configFile))
+}

@@ -1,0 +1,214 @@
+//go:build linux
+
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/plab/plab/api"
+	"github.com/plab/plab/cred"
+	"github.com/plab/plab/cred/ca"
+	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/monitor"
+	"github.com/plab/plab/sliver"
+)
+
+// Node is one running node: the manager, its sync with PLC, the resource
+// monitor and the API, wired together.
+type Node struct {
+	M       *Manager
+	Sync    *Syncer
+	Monitor *monitor.Monitor
+	API     *API
+	tls     *tls.Config
+	log     *slog.Logger
+}
+
+// StartOptions are what Start needs besides the state directory.
+type StartOptions struct {
+	// Backend runs the slivers; Start does not close it.
+	Backend sliver.Backend
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Version is reported in the node's status.
+	Version string
+	// SyncBackoff is the first wait after a failed poll of PLC (default 1 s).
+	SyncBackoff time.Duration
+	// Log receives what the node does (nil: discard).
+	Log *slog.Logger
+}
+
+// Start opens the enrolled node in dir: identity, configuration, lease
+// database (recovered), PLC client and monitor. Serve runs it.
+func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := loadIdentity(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCertificate(id, cfg.Hostname, o.Now()); err != nil {
+		return nil, err
+	}
+	host, err := (&monitor.Sampler{Dir: dir}).Sample()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{log: o.Log}
+	m, err := Open(ctx, cfg, Options{
+		Dir: dir, Backend: o.Backend, Key: id.key, Trust: id.trust, Now: o.Now,
+		CPUs: sliver.MilliCPU(runtime.NumCPU() * 1000), Memory: host.MemoryTotal,
+		Changed: func() {
+			if n.Monitor != nil {
+				n.Monitor.Trigger()
+			}
+		},
+		Log: o.Log.With("subsystem", "manager"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.M = m
+	var kp ca.Keypair
+	if err := kp.Set(id.cert, id.key); err != nil {
+		m.Close()
+		return nil, err
+	}
+	trust, err := ca.NewTrust(o.Now, id.root)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	plc := &api.Client{BaseURL: cfg.PLC, HTTP: &http.Client{Transport: &http.Transport{
+		TLSClientConfig: ca.ClientConfig(trust, kp.Get, ca.RolePLC, cfg.PLCName),
+	}}}
+	n.Sync = &Syncer{M: m, Client: plc, MinBackoff: o.SyncBackoff}
+	n.Monitor, err = monitor.New(monitor.Config{
+		Dir: dir, Source: m, Interval: time.Duration(m.cfg.ReportInterval), Now: o.Now,
+		Send: func(ctx context.Context, r api.Report) error {
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			return plc.Do(ctx, "POST", "/v1/node/report", r, nil)
+		},
+		Log: o.Log.With("subsystem", "monitor"),
+	})
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	n.API = &API{M: m, Sync: n.Sync, Metrics: n.Monitor.Handler(), Version: o.Version, Log: o.Log.With("subsystem", "api")}
+	// The API presents the node's certificate; users check it against
+	// PLC's CA and the node's name. Client certificates are optional (users
+	// sign requests instead); one that is sent must be PLC's.
+	n.tls = ca.ServerConfig(trust, kp.Get, ca.RolePLC)
+	verify := n.tls.VerifyConnection
+	n.tls.ClientAuth = tls.RequestClientCert
+	n.tls.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		return verify(cs)
+	}
+	return n, nil
+}
+
+// checkCertificate refuses a node certificate that is not for this node
+// or no longer valid, with what to do.
+func checkCertificate(id identity, host string, now time.Time) error {
+	pub, err := cred.NewPublicKey(id.cert.PublicKey)
+	switch {
+	case err != nil || !pub.Equal(id.key.Public()):
+		return fmt.Errorf("node certificate does not match node.key; enroll the node again: %w", errdefs.ErrInvalid)
+	case now.After(id.cert.NotAfter):
+		return fmt.Errorf("node certificate expired at %s; enroll the node again with a new token: %w", id.cert.NotAfter.UTC().Format(time.RFC3339), errdefs.ErrExpired)
+	case id.cert.VerifyHostname(host) != nil && (len(id.cert.DNSNames) == 0 || id.cert.DNSNames[0] != host):
+		return fmt.Errorf("node certificate is not for %s; enroll the node again: %w", host, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// Serve answers the node API on ln (TLS) and runs the housekeeping, the
+// sync with PLC and the monitor, until ctx ends. The slivers keep running
+// after it returns.
+func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{Handler: n.API.Handler(), TLSConfig: n.tls, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	for _, run := range []func(context.Context) error{n.M.Run, n.Sync.Run, n.Monitor.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		}()
+	}
+	n.Monitor.Trigger() // a first report at once
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		srv.Shutdown(sctx)
+	}()
+	n.log.Info("node serving", "hostname", n.M.cfg.Hostname, "addr", ln.Addr().String(), "slivers", n.M.Count())
+	err := srv.ServeTLS(ln, "", "")
+	cancel()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		select {
+		case err = <-errc:
+		default:
+			err = nil
+		}
+	}
+	return err
+}
+
+// Close closes the manager. The slivers keep running.
+func (n *Node) Close() error { return n.M.Close() }
+
+// Usage is every sliver's usage, for the monitor.
+func (m *Manager) Usage(ctx context.Context) ([]monitor.SliverUsage, error) {
+	m.mu.Lock()
+	names := make([]string, 0, len(m.leases))
+	for name, r := range m.leases {
+		if r.State == stateActive {
+			names = append(names, name)
+		}
+	}
+	m.mu.Unlock()
+	out := make([]monitor.SliverUsage, 0, len(names))
+	for _, name := range names {
+		st, err := m.backend.Stats(ctx, name)
+		if err != nil {
+			continue // destroyed meanwhile
+		}
+		out = append(out, monitor.SliverUsage{Slice: name, Stats: st})
+	}
+	return out, nil
+}
+
+var _ monitor.Source = (*Manager)(nil)
