@@ -187,9 +187,9 @@ func deleteLease(tx *sql.Tx, sliver string) error {
 	return err
 }
 
-// useTicket records a redeemed ticket id; it fails with ErrConflict when the
-// id was redeemed before.
-func useTicket(tx *sql.Tx, id string, expires time.Time) error {
+// useOnce records a once-only id (ticket.OnceID of a redeemed ticket); it
+// fails with ErrConflict when the id was used before.
+func useOnce(tx *sql.Tx, id string, expires time.Time) error {
 	res, err := tx.Exec(`INSERT INTO redeemed (id, expires) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, unix(expires))
 	if err != nil {
 		return err
@@ -200,8 +200,10 @@ func useTicket(tx *sql.Tx, id string, expires time.Time) error {
 	return nil
 }
 
+// forgetTicket forgets the redemption of ticket id, so it may be redeemed
+// again.
 func forgetTicket(tx *sql.Tx, id string) error {
-	_, err := tx.Exec(`DELETE FROM redeemed WHERE id = ?`, id)
+	_, err := tx.Exec(`DELETE FROM redeemed WHERE id = ?`, ticket.OnceID(id))
 	return err
 }
 
@@ -219,7 +221,7 @@ func (l *leaseDB) purgeRedeemed(ctx context.Context, now time.Time) error {
 type txOnce struct{ tx *sql.Tx }
 
 func (o txOnce) Use(_ context.Context, id string, expires time.Time) error {
-	return useTicket(o.tx, id, expires)
+	return useOnce(o.tx, id, expires)
 }
 
 // all reads every lease with its keys.

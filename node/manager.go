@@ -388,7 +388,7 @@ func (m *Manager) renew(ctx context.Context, r *leaseRow, signer cred.Fingerprin
 	next.Lease, next.Doc = *l, ldoc
 	err = m.db.tx(ctx, func(tx *sql.Tx) error {
 		if next.TicketID != r.TicketID {
-			if err := useTicket(tx, next.TicketID, next.TicketNotAfter.Add(Skew)); err != nil {
+			if err := useOnce(tx, ticket.OnceID(next.TicketID), next.TicketNotAfter.Add(Skew)); err != nil {
 				return fmt.Errorf("renew %s: %w", r.Sliver, err)
 			}
 		}

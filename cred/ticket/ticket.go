@@ -349,6 +349,10 @@ func checkTicket(p *parsed, trust *Trust, c Checks) (*Ticket, Issuer, error) {
 	return &t, iss, nil
 }
 
+// OnceID is the id under which Redeem records ticket id in its once store
+// (ticket ids and request nonces may share a store).
+func OnceID(id string) string { return "ticket:" + id }
+
 // Redeem verifies doc as Verify does and then records its id in once so it
 // can never be redeemed again. c.Node and c.Principal are required.
 func Redeem(ctx context.Context, doc string, trust *Trust, c Checks, once cred.OnceStore) (*Ticket, error) {
@@ -361,7 +365,7 @@ func Redeem(ctx context.Context, doc string, trust *Trust, c Checks, once cred.O
 	}
 	// Remember the id until the ticket can no longer pass the window check.
 	until := time.Unix(t.NotAfter, 0).Add(c.Skew)
-	if err := once.Use(ctx, "ticket:"+t.ID, until); err != nil {
+	if err := once.Use(ctx, OnceID(t.ID), until); err != nil {
 		if errors.Is(err, errdefs.ErrConflict) {
 			return nil, fmt.Errorf("redeem ticket %s: redeemed before; ask PLC for a new ticket: %w", t.ID, err)
 		}

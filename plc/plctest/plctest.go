@@ -257,4 +257,3 @@ func (p *PLC) IsStopped() bool {
 	defer p.mu.Unlock()
 	return p.srv == nil
 }
-
