@@ -241,3 +241,8 @@ func (n *testNode) sliverState(name string) string {
 	}
 	return string(info.State)
 }
+
+// signOnly signs r as u without sending u's key.
+func signOnly(r *http.Request, u *plctest.User, w *world) error {
+	return httpsig.Sign(r, u.ID, w.clock.Now())
+}

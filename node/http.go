@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -59,11 +60,18 @@ func (a *API) Handler() http.Handler {
 		Now:         a.M.now,
 		MaxBody:     MaxBody,
 		Log:         a.Log,
+		// The node knows only its slivers' keys.
+		UnknownKeyHint: "send the public key in the " + api.KeyHeader + " header (an authorized_keys line)",
 	}
 	signed := http.NewServeMux()
 	route := func(pattern string, h func(r *http.Request, signer cred.Fingerprint) (any, error)) {
 		signed.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			res, _ := httpsig.FromContext(r.Context())
+			// Verify reads the body and puts an equal one back on r.
+			res, err := v.Verify(r)
+			if err != nil {
+				a.answer(w, r, nil, fmt.Errorf("%w: %w", errUnauthenticated, err))
+				return
+			}
 			out, err := h(r, res.Fingerprint)
 			a.answer(w, r, out, err)
 		}))
@@ -111,7 +119,7 @@ func (a *API) Handler() http.Handler {
 	}))
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", a.withKey(v.Middleware(signed)))
+	mux.Handle("/v1/", a.withKey(signed))
 	mux.HandleFunc("GET /v1/node", func(w http.ResponseWriter, r *http.Request) { a.answer(w, r, a.status(), nil) })
 	if a.Metrics != nil {
 		mux.Handle("GET /metrics", a.Metrics)
@@ -120,12 +128,18 @@ func (a *API) Handler() http.Handler {
 	return mux
 }
 
+// errUnauthenticated marks a request whose signature did not verify.
+var errUnauthenticated = errors.New("request not authenticated")
+
 // created marks an answer given with 201.
 type created struct{ v any }
 
 func (a *API) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
 		status, code, msg := errdefs.HTTPStatus(err), api.CodeOf(err), err.Error()
+		if errors.Is(err, errUnauthenticated) && code == api.CodeDenied {
+			status, code = http.StatusUnauthorized, api.CodeUnauthenticated
+		}
 		if code == api.CodeInternal {
 			a.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			msg = "internal error; the node's log has the cause"

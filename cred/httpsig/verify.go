@@ -61,6 +61,9 @@ type Verifier struct {
 	// MaxBody is the largest request body read, in bytes; DefaultMaxBody
 	// when zero.
 	MaxBody int64
+	// UnknownKeyHint says what to do when a request is signed with a key
+	// Key does not know (default: register it with PLC).
+	UnknownKeyHint string
 	// Log receives a line for each refused request; nothing when nil.
 	Log *slog.Logger
 }
@@ -228,7 +231,11 @@ func (v *Verifier) readBody(req *http.Request) ([]byte, error) {
 func (v *Verifier) lookup(ctx context.Context, fp cred.Fingerprint) (ssh.PublicKey, error) {
 	pub, err := v.Key(ctx, fp)
 	if errors.Is(err, errdefs.ErrNotFound) || (err == nil && pub == nil) {
-		return nil, fmt.Errorf("key %s is not registered; register its public key with PLC, or sign with a registered key: %w", fp, errdefs.ErrDenied)
+		hint := v.UnknownKeyHint
+		if hint == "" {
+			hint = "register its public key with PLC, or sign with a registered key"
+		}
+		return nil, fmt.Errorf("key %s is not registered; %s: %w", fp, hint, errdefs.ErrDenied)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up key %s: %w", fp, err)
