@@ -246,13 +246,17 @@ func (m *Manager) redeem(ctx context.Context, doc string, principal cred.Fingerp
 		}
 		return api.Lease{}, fmt.Errorf("redeem ticket for %s: %w", name, err)
 	}
-	row.State = stateActive
-	if err := m.db.tx(ctx, func(tx *sql.Tx) error { return updateLease(tx, row) }); err != nil {
+	active := *row
+	active.State = stateActive
+	if err := m.db.tx(ctx, func(tx *sql.Tx) error { return updateLease(tx, &active) }); err != nil {
 		if rerr := m.rollback(ctx, row); rerr != nil {
 			m.log.Error("roll back failed redemption", "sliver", name, "err", rerr)
 		}
 		return api.Lease{}, fmt.Errorf("redeem ticket for %s: %w", name, err)
 	}
+	m.mu.Lock()
+	row.State = stateActive
+	m.mu.Unlock()
 	m.log.Info("lease granted", "sliver", name, "principal", row.Principal, "ticket", t.ID, "until", time.Unix(lease.NotAfter, 0).UTC(), "delegated", g.delegated)
 	m.startInitscript(name, g.attrs[AttrInitscript])
 	m.changed()
