@@ -22,11 +22,15 @@ import (
 // restart costs nothing but one more poll. While PLC is unreachable the
 // node keeps serving its slivers and polls again with backoff.
 //
-//	poll ──answer──▶ converge ──▶ poll …
-//	  └──error──▶ wait (1s, 2s, … 30s) ──▶ poll
+//	poll ──answer──▶ converge ──▶ poll (wait 30 s; 5 s while a slice failed) …
+//	  └──error──▶ wait (1s, 2s, … 30s) ──▶ poll (at once)
 
-// SyncWait is how long one long poll waits at PLC.
-const SyncWait = 30 * time.Second
+// SyncWait is how long one long poll waits at PLC; RetryWait replaces it
+// while a slice could not be hosted, so it is tried again soon.
+const (
+	SyncWait  = 30 * time.Second
+	RetryWait = 5 * time.Second
+)
 
 // Syncer keeps a node converged on what PLC assigns it.
 type Syncer struct {
@@ -79,14 +83,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil {
-			s.mu.Lock()
-			s.status.LastSync, s.status.Change = s.M.now(), out.Change
-			s.mu.Unlock()
-			err = s.M.Converge(ctx, out)
-		}
-		s.setErr(err)
 		if err != nil {
+			s.setErr(err)
 			s.M.log.Warn("sync with PLC", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
@@ -98,13 +96,25 @@ func (s *Syncer) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = minB
+		s.mu.Lock()
+		s.status.LastSync, s.status.Change = s.M.now(), out.Change
+		s.mu.Unlock()
+		// A slice that cannot be hosted (the node is full, say) must not
+		// hold up the others: its error is recorded and it is tried again
+		// at the next answer, which comes at the latest after RetryWait.
+		err = s.M.Converge(ctx, out)
+		s.setErr(err)
+		wait = SyncWait
+		if err != nil {
+			s.M.log.Warn("converge on PLC's slices", "err", err)
+			wait = RetryWait
+		}
 		if out.Change != since {
 			since = out.Change
 			if err := s.M.db.setMeta(ctx, "sync_change", strconv.FormatInt(since, 10)); err != nil {
 				s.M.log.Warn("record sync change", "err", err)
 			}
 		}
-		wait = SyncWait
 	}
 }
 

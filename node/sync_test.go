@@ -135,3 +135,24 @@ func TestPLCAway(t *testing.T) {
 		t.Errorf("sync status after PLC returned: %+v", s)
 	}
 }
+
+// TestDelegatedRefused: a delegated slice the node cannot host (its memory
+// is more than the node has) is reported in the sync status and does not
+// hold up the next slice.
+func TestDelegatedRefused(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	n := w.node
+	w.plc.Slice("ucb_huge", "delegated", w.alice, 24*time.Hour)
+	w.plc.Slice("ucb_ok", "delegated", w.alice, 24*time.Hour)
+	w.plc.Do(w.plc.Admin, "POST", "/v1/slices/ucb_huge/attributes", api.Attribute{Name: AttrMemory, Value: "100T"}, nil)
+	w.plc.Do(w.plc.Admin, "PUT", "/v1/slices/ucb_huge/nodes/"+n.host, nil, nil)
+	eventually(t, 5*time.Second, "the refusal in the sync status", func() bool {
+		return strings.Contains(n.n.Sync.Status().Error, "ucb_huge")
+	})
+	t.Logf("sync status: %s", n.n.Sync.Status().Error)
+	w.plc.Do(w.plc.Admin, "PUT", "/v1/slices/ucb_ok/nodes/"+n.host, nil, nil)
+	eventually(t, 2*time.Second, "the next slice", func() bool { return n.sliverState("ucb_ok") == string(sliver.Running) })
+	if got := n.sliverState("ucb_huge"); got != "" {
+		t.Errorf("the refused slice has a sliver: %s", got)
+	}
+}
