@@ -164,6 +164,9 @@ func (n *testNode) start(t testing.TB, c *clock) {
 	if err != nil {
 		t.Fatalf("backend: %v", err)
 	}
+	if _, err := b.Images().EnsureDefault(ctx); err != nil { // as plab node serve does
+		t.Fatal(err)
+	}
 	nd, err := Start(ctx, n.dir, StartOptions{Backend: b, Now: c.Now, SyncBackoff: 50 * time.Millisecond, Log: log})
 	if err != nil {
 		b.Close()

@@ -58,6 +58,10 @@ func serveNode(settings string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if _, err := b.Images().EnsureDefault(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	n, err := Start(ctx, c.Dir, StartOptions{Backend: b, Log: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -118,6 +118,10 @@ lease.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context()
 			return g.withBackend(ctx, func(b *oci.Backend) error {
+				// The first redemption should not wait for the default image.
+				if _, err := b.Images().EnsureDefault(ctx); err != nil {
+					return err
+				}
 				n, err := node.Start(ctx, g.stateDir, node.StartOptions{Backend: b, Version: version(), Log: g.logger()})
 				if err != nil {
 					return err
