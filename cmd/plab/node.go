@@ -117,6 +117,9 @@ lease.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := c.Context()
+			if _, err := node.LoadConfig(g.stateDir); err != nil {
+				return err
+			}
 			return g.withBackend(ctx, func(b *oci.Backend) error {
 				// The first redemption should not wait for the default image.
 				if _, err := b.Images().EnsureDefault(ctx); err != nil {
