@@ -32,21 +32,23 @@ const MaxBody = 64 << 10
 //	POST   /v1/slivers/{name}/keys        add a key (addkey)
 //	DELETE /v1/slivers/{name}/keys/{fp}   remove a key (delkey)
 //	GET    /v1/node                       the node's status (public)
+//	GET    /v1/openapi.json               this list as OpenAPI 3.1 (public)
 //	GET    /metrics                       Prometheus metrics (public)
 //	GET    /                              a read-only status page (public)
 //
-// Requests under /v1 but /v1/node are signed with the user's SSH key
-// (cred/httpsig); the signer's key travels in the api.KeyHeader so the node
-// needs no registry of users.
+// Requests under /v1 but /v1/node and /v1/openapi.json are signed with the
+// user's SSH key (cred/httpsig); the signer's key travels in the
+// api.KeyHeader so the node needs no registry of users. openapi.json
+// describes the API in full.
 type API struct {
 	M       *Manager
 	Sync    *Syncer      // may be nil
 	Metrics http.Handler // may be nil
-	Version string
-	Log     *slog.Logger
+	// LastReport says when the monitor last reported to PLC (may be nil).
+	LastReport func() time.Time
+	Version    string
+	Log        *slog.Logger
 }
-
-type keyCtx struct{}
 
 // Handler returns the API's handler.
 func (a *API) Handler() http.Handler {
@@ -121,6 +123,7 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", a.withKey(signed))
 	mux.HandleFunc("GET /v1/node", func(w http.ResponseWriter, r *http.Request) { a.answer(w, r, a.status(), nil) })
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	if a.Metrics != nil {
 		mux.Handle("GET /metrics", a.Metrics)
 	}
@@ -172,7 +175,12 @@ func (a *API) redeem(r *http.Request, signer cred.Fingerprint) (any, error) {
 	if in.Ticket == "" {
 		return nil, fmt.Errorf("no ticket: send {\"ticket\": \"…\"} with a ticket from PLC (POST /v1/slices/NAME/tickets): %w", errdefs.ErrInvalid)
 	}
-	key, _ := r.Context().Value(keyCtx{}).(string)
+	// The key in the header becomes one of the sliver's keys only when it
+	// is the key that signed.
+	var key string
+	if pk, ok := r.Context().Value(presentedKey{}).(presentedKey); ok && pk.fp == signer {
+		key = pk.line
+	}
 	l, err := a.M.Redeem(r.Context(), in.Ticket, signer, key)
 	return created{l}, err
 }
@@ -194,8 +202,7 @@ func (a *API) withKey(next http.Handler) http.Handler {
 				return
 			}
 			pk := presentedKey{fp: cred.FingerprintSSH(pub), pub: pub, line: line}
-			ctx := context.WithValue(r.Context(), presentedKey{}, pk)
-			r = r.WithContext(context.WithValue(ctx, keyCtx{}, line))
+			r = r.WithContext(context.WithValue(r.Context(), presentedKey{}, pk))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -219,6 +226,9 @@ func (a *API) status() api.NodeStatus {
 	s := api.NodeStatus{Hostname: a.M.cfg.Hostname, Version: a.Version, Capacity: a.M.Capacity(), Free: a.M.Free(), Slivers: a.M.Count()}
 	if a.Sync != nil {
 		s.PLC = a.Sync.Status()
+	}
+	if a.LastReport != nil {
+		s.PLC.LastReport = a.LastReport()
 	}
 	return s
 }

@@ -113,7 +113,8 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 		m.Close()
 		return nil, err
 	}
-	n.API = &API{M: m, Sync: n.Sync, Metrics: n.Monitor.Handler(), Version: o.Version, Log: o.Log.With("subsystem", "api")}
+	n.API = &API{M: m, Sync: n.Sync, Metrics: n.Monitor.Handler(), Version: o.Version, Log: o.Log.With("subsystem", "api"),
+		LastReport: func() time.Time { _, at, _ := n.Monitor.LastReport(); return at }}
 	// The API presents the node's certificate; users check it against
 	// PLC's CA and the node's name. Client certificates are optional (users
 	// sign requests instead); one that is sent must be PLC's.

@@ -131,8 +131,9 @@ func TestPLCAway(t *testing.T) {
 		err := w.plc.Client(w.plc.Admin).Do(ctx, "GET", "/v1/ads", nil, &ads)
 		return err == nil && len(ads.Items) == 1 && ads.Items[0].Slivers == 3
 	})
-	if s := n.n.Sync.Status(); s.Error != "" {
-		t.Errorf("sync status after PLC returned: %+v", s)
+	var st api.NodeStatus
+	if err := c.Do(ctx, "GET", "/v1/node", nil, &st); err != nil || st.PLC.Error != "" || st.PLC.LastReport.IsZero() || st.PLC.LastSync.IsZero() {
+		t.Errorf("node status after PLC returned = %+v, %v; want no error, a last sync and a last report", st.PLC, err)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/plab/plab/errdefs"
 	"golang.org/x/sys/unix"
@@ -272,7 +273,28 @@ func Unmount(cfg Config) error {
 	if err := unix.Unmount(cfg.Dir, 0); err != nil {
 		return fmt.Errorf("unmount disk pool %s: %w", cfg.Dir, err)
 	}
+	// The loop device clears itself (autoclear) once the mount is gone, but
+	// the kernel does it a moment later: wait, so that what Unmount
+	// returns to finds nothing of the pool left.
+	deadline := time.Now().Add(5 * time.Second)
+	for loopBacking(cfg.ImageFile) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("unmount disk pool %s: the loop device of %s is still attached after 5 s; detach it with losetup -d: %w", cfg.Dir, cfg.ImageFile, errdefs.ErrUnavailable)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return nil
+}
+
+// loopBacking reports whether a loop device is backed by file.
+func loopBacking(file string) bool {
+	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, l := range loops {
+		if b, err := os.ReadFile(l); err == nil && strings.TrimSpace(string(b)) == file {
+			return true
+		}
+	}
+	return false
 }
 
 // mountImage mounts cfg.ImageFile on cfg.Dir, creating and formatting the
