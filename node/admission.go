@@ -54,6 +54,8 @@ func site(slice string) string {
 
 // used sums the guarantees of every claim but skip's.
 func (a *admission) used(skip string) (cpu sliver.MilliCPU, mem, bw int64) {
+	// Every claim was admitted within the capacity, so the sums stay
+	// below it and cannot overflow.
 	for n, c := range a.claims {
 		if n == skip {
 			continue
@@ -89,10 +91,11 @@ func (a *admission) check(name string, c claim) error {
 		}
 	}
 	cpu, mem, bw := a.used(name)
-	if r := sliver.MilliCPU(c.Res.CPUReserve); r > 0 && cpu+r > a.cap.CPU {
+	// Compared as "more than what is left" so no sum can overflow.
+	if r := sliver.MilliCPU(c.Res.CPUReserve); r > 0 && r > a.cap.CPU-cpu {
 		return full("cpu reservation %s does not fit: %s of this node's %s are unreserved; ask for less or choose another node", r, a.cap.CPU-cpu, a.cap.CPU)
 	}
-	if m := c.Res.MemoryBytes; m > 0 && mem+m > a.cap.Memory {
+	if m := c.Res.MemoryBytes; m > 0 && m > a.cap.Memory-mem {
 		return full("memory guarantee %s does not fit: %s of this node's %s are unpromised; ask for less or choose another node",
 			sliver.FormatBytes(m), sliver.FormatBytes(a.cap.Memory-mem), sliver.FormatBytes(a.cap.Memory))
 	}
@@ -100,7 +103,7 @@ func (a *admission) check(name string, c claim) error {
 		if a.cap.Bandwidth == 0 {
 			return full("this node guarantees no bandwidth (it has no bandwidth cap configured); drop net_min_rate or choose another node")
 		}
-		if bw+r > a.cap.Bandwidth {
+		if r > a.cap.Bandwidth-bw {
 			return full("minimum rate %s does not fit: %s of this node's %s are unguaranteed; ask for less or choose another node", rate(r), rate(a.cap.Bandwidth-bw), rate(a.cap.Bandwidth))
 		}
 	}

@@ -57,7 +57,7 @@ func (a *API) Handler() http.Handler {
 	}
 	v := &httpsig.Verifier{
 		Key:         a.key,
-		Once:        cred.NewMemoryOnce(a.M.now),
+		Once:        dbOnce{a.M.db},
 		Authorities: a.M.cfg.Authorities,
 		Now:         a.M.now,
 		MaxBody:     MaxBody,
@@ -72,6 +72,11 @@ func (a *API) Handler() http.Handler {
 			res, err := v.Verify(r)
 			if err != nil {
 				a.answer(w, r, nil, fmt.Errorf("%w: %w", errUnauthenticated, err))
+				return
+			}
+			if pk, ok := r.Context().Value(presentedKey{}).(presentedKey); ok && pk.fp != res.Fingerprint {
+				a.answer(w, r, nil, fmt.Errorf("the %s header holds key %s, but the request is signed by %s; send the key that signs: %w",
+					api.KeyHeader, pk.fp, res.Fingerprint, errdefs.ErrInvalid))
 				return
 			}
 			out, err := h(r, res.Fingerprint)
@@ -175,10 +180,10 @@ func (a *API) redeem(r *http.Request, signer cred.Fingerprint) (any, error) {
 	if in.Ticket == "" {
 		return nil, fmt.Errorf("no ticket: send {\"ticket\": \"…\"} with a ticket from PLC (POST /v1/slices/NAME/tickets): %w", errdefs.ErrInvalid)
 	}
-	// The key in the header becomes one of the sliver's keys only when it
-	// is the key that signed.
-	var key string
-	if pk, ok := r.Context().Value(presentedKey{}).(presentedKey); ok && pk.fp == signer {
+	// The signer's key (the header's, which the route checked is the
+	// signer's, or one the node knows) becomes the sliver's first key.
+	key, _ := a.M.keyByFingerprint(signer)
+	if pk, ok := r.Context().Value(presentedKey{}).(presentedKey); ok {
 		key = pk.line
 	}
 	l, err := a.M.Redeem(r.Context(), in.Ticket, signer, key)

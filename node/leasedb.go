@@ -207,8 +207,8 @@ func forgetTicket(tx *sql.Tx, id string) error {
 	return err
 }
 
-// purgeRedeemed forgets redeemed tickets past their expiry: the validity
-// check refuses them before the once check.
+// purgeRedeemed forgets redeemed tickets and request nonces past their
+// expiry: the validity check refuses them before the once check.
 func (l *leaseDB) purgeRedeemed(ctx context.Context, now time.Time) error {
 	return l.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`DELETE FROM redeemed WHERE expires < ?`, unix(now))
@@ -222,6 +222,15 @@ type txOnce struct{ tx *sql.Tx }
 
 func (o txOnce) Use(_ context.Context, id string, expires time.Time) error {
 	return useOnce(o.tx, id, expires)
+}
+
+// dbOnce is the lease database as a once store: the nonces of signed
+// requests outlive a restart, as the leases do, so a stolen request cannot
+// be replayed to a restarted node.
+type dbOnce struct{ l *leaseDB }
+
+func (o dbOnce) Use(ctx context.Context, id string, expires time.Time) error {
+	return o.l.tx(ctx, func(tx *sql.Tx) error { return useOnce(tx, id, expires) })
 }
 
 // all reads every lease with its keys.

@@ -170,6 +170,13 @@ type grant struct {
 func (m *Manager) Redeem(ctx context.Context, doc string, signer cred.Fingerprint, signerKey string) (api.Lease, error) {
 	g := grant{keys: map[string]string{}}
 	if signerKey != "" {
+		pub, err := cred.ParseUserKey(signerKey)
+		if err != nil {
+			return api.Lease{}, err
+		}
+		if fp := cred.FingerprintSSH(pub); fp != signer {
+			return api.Lease{}, fmt.Errorf("the key offered (%s) is not the key that signed (%s): %w", fp, signer, errdefs.ErrInvalid)
+		}
 		g.keys[string(signer)] = signerKey
 	}
 	return m.redeem(ctx, doc, signer, g)
@@ -199,7 +206,12 @@ func (m *Manager) redeem(ctx context.Context, doc string, principal cred.Fingerp
 		return api.Lease{}, fmt.Errorf("redeem ticket for %s: %w", name, err)
 	}
 	now := m.now()
-	leaseDoc, lease, err := ticket.NewLease(t, name, m.cfg.Hostname, now, m.leaseEnd(now, time.Unix(t.NotAfter, 0)), m.key)
+	end := m.leaseEnd(now, time.Unix(t.NotAfter, 0))
+	if !end.After(now) {
+		return api.Lease{}, fmt.Errorf("redeem ticket for %s: the ticket ended at %s; ask PLC for a new one (renew the slice first if it expired): %w",
+			name, end.UTC().Format(time.RFC3339), errdefs.ErrExpired)
+	}
+	leaseDoc, lease, err := ticket.NewLease(t, name, m.cfg.Hostname, now, end, m.key)
 	if err != nil {
 		return api.Lease{}, err
 	}
@@ -322,6 +334,26 @@ func (m *Manager) row(name string, signer cred.Fingerprint) (*leaseRow, error) {
 	return r, nil
 }
 
+// ended reports whether r's lease is over (the sliver may live on for the
+// grace period, but nobody acts on it any more). Called with m.mu held or
+// under r's lock.
+func (m *Manager) ended(r *leaseRow) bool {
+	return !m.now().Before(time.Unix(r.Lease.NotAfter, 0))
+}
+
+// live is row, refused once the lease ended.
+func (m *Manager) live(name string, signer cred.Fingerprint) (*leaseRow, error) {
+	r, err := m.row(name, signer)
+	if err != nil {
+		return nil, err
+	}
+	if m.ended(r) {
+		return nil, fmt.Errorf("the lease of sliver %s ended at %s; redeem a new ticket: %w",
+			name, time.Unix(r.Lease.NotAfter, 0).UTC().Format(time.RFC3339), errdefs.ErrExpired)
+	}
+	return r, nil
+}
+
 // Delete destroys a sliver and ends its lease (deletelease).
 func (m *Manager) Delete(ctx context.Context, name string, signer cred.Fingerprint) error {
 	unlock := m.locks.lock(name)
@@ -359,14 +391,21 @@ func (m *Manager) destroy(ctx context.Context, r *leaseRow, why string) error {
 func (m *Manager) Renew(ctx context.Context, name string, signer cred.Fingerprint, doc string) (api.Lease, error) {
 	unlock := m.locks.lock(name)
 	defer unlock()
-	r, err := m.row(name, signer)
+	r, err := m.live(name, signer)
 	if err != nil {
 		return api.Lease{}, err
+	}
+	if r.Delegated {
+		return api.Lease{}, fmt.Errorf("sliver %s belongs to a delegated slice: the node renews its lease while PLC's ticket allows; renew the slice at PLC: %w", name, errdefs.ErrDenied)
 	}
 	return m.renew(ctx, r, signer, doc)
 }
 
 func (m *Manager) renew(ctx context.Context, r *leaseRow, signer cred.Fingerprint, doc string) (api.Lease, error) {
+	if m.ended(r) {
+		return api.Lease{}, fmt.Errorf("renew %s: the lease ended at %s; redeem a new ticket: %w",
+			r.Sliver, time.Unix(r.Lease.NotAfter, 0).UTC().Format(time.RFC3339), errdefs.ErrExpired)
+	}
 	next := *r
 	if doc != "" {
 		t, err := ticket.Verify(doc, m.trust, m.checks(signer))
@@ -416,7 +455,7 @@ func leaseOf(r *leaseRow) api.Lease {
 
 // Keys lists the SSH keys that may log into a sliver (getsshkeys).
 func (m *Manager) Keys(name string, signer cred.Fingerprint) ([]api.SSHKey, error) {
-	r, err := m.row(name, signer)
+	r, err := m.live(name, signer)
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +478,7 @@ func (m *Manager) AuthorizedKeys(name string) ([]string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.leases[name]
-	if r == nil || r.State != stateActive {
+	if r == nil || r.State != stateActive || m.ended(r) {
 		return nil, false
 	}
 	return slices.Sorted(maps.Values(r.Keys)), true
@@ -475,7 +514,7 @@ func (m *Manager) DelKey(ctx context.Context, name string, signer cred.Fingerpri
 func (m *Manager) editKeys(ctx context.Context, name string, signer cred.Fingerprint, edit func(map[string]string) error) error {
 	unlock := m.locks.lock(name)
 	defer unlock()
-	r, err := m.row(name, signer)
+	r, err := m.live(name, signer)
 	if err != nil {
 		return err
 	}

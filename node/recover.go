@@ -44,8 +44,18 @@ func (m *Manager) recover(ctx context.Context) error {
 		m.leases[r.Sliver] = r
 		m.adm.claims[r.Sliver] = claim{Slice: r.Slice, Res: r.Resources, Ports: ports} // held already: no admission
 		m.mu.Unlock()
+		end := time.Unix(r.Lease.NotAfter, 0)
 		in, ok := present[r.Sliver]
 		switch {
+		case m.now().After(end.Add(time.Duration(m.cfg.Grace))):
+			// Over while the node was down: the reaper's work, done now.
+			if err := m.destroy(ctx, r, "lease expired"); err != nil {
+				errs = append(errs, err)
+			}
+			delete(present, r.Sliver)
+		case !m.now().Before(end):
+			// Over, within the grace period: not started again; the
+			// reaper destroys it when the grace ends.
 		case !ok:
 			m.log.Warn("leased sliver is missing; making it anew", "sliver", r.Sliver)
 			if err := m.build(ctx, r); err != nil {
@@ -62,7 +72,11 @@ func (m *Manager) recover(ctx context.Context) error {
 			m.startInitscript(r.Sliver, r.Attributes[AttrInitscript])
 		}
 	}
-	m.sweep(ctx, infos)
+	var left []sliver.Info
+	for _, in := range present {
+		left = append(left, in)
+	}
+	m.sweep(ctx, left)
 	return errors.Join(errs...)
 }
 
@@ -94,9 +108,12 @@ func (m *Manager) sweep(ctx context.Context, infos []sliver.Info) {
 func (m *Manager) Reap(ctx context.Context) {
 	now := m.now()
 	m.mu.Lock()
-	var expired, renew []*leaseRow
+	var expired, renew, stale []*leaseRow
 	for _, r := range m.leases {
 		if r.State != stateActive {
+			if now.Sub(r.Created) > time.Minute {
+				stale = append(stale, r) // a rollback that failed: try again
+			}
 			continue
 		}
 		end := time.Unix(r.Lease.NotAfter, 0)
@@ -116,6 +133,15 @@ func (m *Manager) Reap(ctx context.Context) {
 				}
 			}
 		})
+	}
+	for _, r := range stale {
+		if unlock, ok := m.locks.tryLock(r.Sliver); ok {
+			m.log.Warn("retrying the roll back of a failed redemption", "sliver", r.Sliver)
+			if err := m.rollback(ctx, r); err != nil {
+				m.log.Warn("roll back failed redemption", "sliver", r.Sliver, "err", err)
+			}
+			unlock()
+		}
 	}
 	for _, r := range renew {
 		m.withRow(r.Sliver, func(r *leaseRow) {
@@ -139,8 +165,8 @@ func (m *Manager) withRow(name string, fn func(*leaseRow)) {
 }
 
 // Run does the node's housekeeping until ctx ends: Reap every second, a
-// sweep for unleased slivers every minute, and forgetting redeemed tickets
-// past their expiry every hour.
+// sweep for unleased slivers and forgetting redeemed tickets and request
+// nonces past their expiry every minute.
 func (m *Manager) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -158,7 +184,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				m.sweep(ctx, infos)
 			}
 		}
-		if n%3600 == 0 {
+		if n%60 == 0 {
 			if err := m.db.purgeRedeemed(ctx, m.now().Add(-Skew)); err != nil {
 				m.log.Warn("forget old tickets", "err", err)
 			}

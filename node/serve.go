@@ -151,7 +151,8 @@ func checkCertificate(id identity, host string, now time.Time) error {
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv := &http.Server{Handler: n.API.Handler(), TLSConfig: n.tls, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: n.API.Handler(), TLSConfig: n.tls,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)

@@ -193,7 +193,20 @@ func (m *Manager) converge(ctx context.Context, ns api.NodeSlice) error {
 		return err
 	}
 	if !r.Delegated {
-		return fmt.Errorf("a user redeemed a ticket of this slice directly; its sliver is left alone")
+		// PLC owns slice names: a name it now delegates is no longer the
+		// slice a user redeemed directly (that one was deleted, and its
+		// tickets revoked), so its sliver goes.
+		var err error
+		m.withRow(ns.Name, func(r *leaseRow) {
+			if !r.Delegated {
+				err = m.destroy(ctx, r, "the name is a delegated slice at PLC now")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		_, err = m.redeem(ctx, ns.Ticket, m.key.Fingerprint(), grant{delegated: true, keys: keys, attrs: attrs})
+		return err
 	}
 	var err error
 	m.withRow(ns.Name, func(r *leaseRow) {
@@ -232,23 +245,27 @@ func (m *Manager) updateAttributes(ctx context.Context, r *leaseRow, attrs map[s
 	}
 	c := claim{Slice: r.Slice, Res: res, Ports: ports}
 	m.mu.Lock()
-	err = m.adm.check(r.Sliver, c)
+	old := m.adm.claims[r.Sliver]
+	err = m.adm.admit(r.Sliver, c) // held from now on, so nothing else takes it meanwhile
 	m.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := m.backend.Update(ctx, r.Sliver, sliverResources(res)); err != nil {
-		return err
-	}
 	next := *r
 	next.Resources, next.Attributes = res, attrs
-	if err := m.db.tx(ctx, func(tx *sql.Tx) error { return updateLease(tx, &next) }); err != nil {
+	err = m.backend.Update(ctx, r.Sliver, sliverResources(res))
+	if err == nil {
+		err = m.db.tx(ctx, func(tx *sql.Tx) error { return updateLease(tx, &next) })
+	}
+	if err != nil {
+		m.mu.Lock()
+		m.adm.claims[r.Sliver] = old
+		m.mu.Unlock()
 		return err
 	}
 	m.mu.Lock()
 	oldScript := r.Attributes[AttrInitscript]
 	*r = next
-	m.adm.claims[r.Sliver] = c
 	m.mu.Unlock()
 	if s := attrs[AttrInitscript]; s != oldScript {
 		m.startInitscript(r.Sliver, s)

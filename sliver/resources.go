@@ -43,6 +43,7 @@ const (
 	MaxCPUShares   = 100
 	MinMemoryBytes = 8 << 20
 	MinPids        = 8
+	MaxPids        = 4194304 // the kernel's PID_MAX_LIMIT
 	MinDiskBytes   = 1 << 20
 )
 
@@ -98,6 +99,8 @@ func (r Resources) Validate(cpus MilliCPU) error {
 		return bad("memory limit %s is too small; use at least %s", FormatBytes(r.MemoryBytes), FormatBytes(MinMemoryBytes))
 	case r.Pids < MinPids:
 		return bad("process limit %d is too small; use at least %d", r.Pids, MinPids)
+	case r.Pids > MaxPids:
+		return bad("process limit %d is more than the kernel allows; use at most %d", r.Pids, MaxPids)
 	case r.DiskBytes < MinDiskBytes:
 		return bad("disk limit %s is too small; use at least %s", FormatBytes(r.DiskBytes), FormatBytes(MinDiskBytes))
 	}
