@@ -85,8 +85,9 @@ var boundaries = map[string][]string{
 	// the daemons' internals.
 	"api": {"errdefs"},
 	// Leaves.
-	"errdefs":          {},
-	"internal/testenv": {},
+	"errdefs":              {},
+	"internal/testenv":     {},
+	"internal/openapitest": {},
 	// The sliver contract knows nothing of its implementations.
 	"sliver":         {"errdefs"},
 	"sliver/cgroups": {},
