@@ -5,6 +5,8 @@ package node
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"syscall"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,15 +45,26 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // BenchmarkRedeem measures redemption latency (ticket in, lease out,
 // sliver running) over the node API at 1, 100 and 1,000 live slivers. Each
 // sample redeems a fresh ticket and then deletes the sliver, so the level
-// holds. Run: make bench, or
-// go test -run '^$' -bench Redeem -benchtime 50x ./node
+// holds. The node runs in its own process, as plab node serve does: the
+// cost of starting processes grows with the size of the process that
+// starts them, and this one holds PLC and the clients too. Run: make bench,
+// or go test -run '^$' -bench Redeem -benchtime 50x ./node
 func BenchmarkRedeem(b *testing.B) {
 	levels := benchLevels(b)
 	top := slices.Max(levels)
 	// Reports every 10 s, as in production: the tests' 1 s would read
 	// every sliver's usage each second.
-	w := newWorld(b, worldOpts{maxSlivers: top + 16, quiet: true, cfg: Config{MaxSlivers: top + 16, ReportInterval: Duration(DefaultReportInterval)}})
+	w := newWorld(b, worldOpts{maxSlivers: top + 16, quiet: true, enrollOnly: true, cfg: Config{MaxSlivers: top + 16, ReportInterval: Duration(DefaultReportInterval)}})
 	n := w.node
+	logf, err := os.Create(filepath.Join(b.TempDir(), "node.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := startChild(b, n, logf)
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
 	live := 0
 	fill := func(to int) {
 		names := make(chan string)
@@ -104,28 +117,44 @@ func BenchmarkRedeem(b *testing.B) {
 }
 
 // BenchmarkConverge measures how long a node takes to host N delegated
-// slices bound at PLC while it was down: from its start to every sliver
-// running. N: PLAB_BENCH_SLICES (default 100).
+// slices bound at PLC while it was down: from the start of its process to
+// every sliver running, as seen through the node API. N: PLAB_BENCH_SLICES
+// (default 100).
 func BenchmarkConverge(b *testing.B) {
 	count := 100
 	if v, err := strconv.Atoi(os.Getenv("PLAB_BENCH_SLICES")); err == nil && v > 0 {
 		count = v
 	}
-	w := newWorld(b, worldOpts{maxSlivers: count + 16, quiet: true, cfg: Config{MaxSlivers: count + 16, ReportInterval: Duration(DefaultReportInterval)}})
+	w := newWorld(b, worldOpts{maxSlivers: count + 16, quiet: true, enrollOnly: true, cfg: Config{MaxSlivers: count + 16, ReportInterval: Duration(DefaultReportInterval)}})
 	n := w.node
-	for b.Loop() {
-		b.StopTimer()
-		n.stop(b)
-		for i := range count {
-			name := fmt.Sprintf("ucb_d%04d", i)
-			w.plc.Slice(name, "delegated", w.alice, 24*time.Hour)
-			w.plc.Do(w.plc.Admin, "PUT", "/v1/slices/"+name+"/nodes/"+n.host, nil, nil)
+	logf, err := os.Create(filepath.Join(b.TempDir(), "node.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := w.client(w.alice, n)
+	running := func() int {
+		var list api.List[api.Sliver]
+		if err := c.Do(ctx, "GET", "/v1/slivers", nil, &list); err != nil {
+			return 0
 		}
-		b.StartTimer()
+		r := 0
+		for _, s := range list.Items {
+			if s.State == string(sliver.Running) {
+				r++
+			}
+		}
+		return r
+	}
+	for i := range count {
+		name := fmt.Sprintf("ucb_d%04d", i)
+		w.plc.Slice(name, "delegated", w.alice, 24*time.Hour)
+		w.plc.Do(w.plc.Admin, "PUT", "/v1/slices/"+name+"/nodes/"+n.host, nil, nil)
+	}
+	for b.Loop() {
 		start := time.Now()
-		n.start(b, w.clock)
-		tick := time.NewTicker(5 * time.Millisecond)
-		for !allRunning(n, count) {
+		cmd := startChild(b, n, logf)
+		tick := time.NewTicker(20 * time.Millisecond)
+		for running() < count {
 			<-tick.C
 		}
 		tick.Stop()
@@ -134,30 +163,8 @@ func BenchmarkConverge(b *testing.B) {
 		b.ReportMetric(float64(count)/took.Seconds(), "slivers/s")
 		b.ReportMetric(0, "ns/op")
 		b.StopTimer()
-		for i := range count {
-			w.plc.Do(w.plc.Admin, "DELETE", "/v1/slices/"+fmt.Sprintf("ucb_d%04d", i), nil, nil)
-		}
-		for n.n.M.Count() > 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
 		b.StartTimer()
 	}
-}
-
-// allRunning reports whether the node holds count leases, all running.
-func allRunning(n *testNode, count int) bool {
-	if n.n.M.Count() < count {
-		return false
-	}
-	infos, err := n.backend.List(ctx)
-	if err != nil {
-		return false
-	}
-	running := 0
-	for _, in := range infos {
-		if in.State == sliver.Running {
-			running++
-		}
-	}
-	return running >= count
 }

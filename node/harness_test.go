@@ -107,6 +107,7 @@ type worldOpts struct {
 	cfg        Config // node settings: hostname and PLC are filled in
 	maxSlivers int
 	quiet      bool // log warnings only (benchmarks)
+	enrollOnly bool // leave the node to the test to start
 }
 
 func newWorld(t testing.TB, o worldOpts) *world {
@@ -116,7 +117,9 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	w.plc.Site("ucb")
 	w.plc.Person(w.alice, "ucb", "user", "pi")
 	w.node = w.enroll("n1.ucb.test", o)
-	w.node.start(t, w.clock)
+	if !o.enrollOnly {
+		w.node.start(t, w.clock)
+	}
 	return w
 }
 

@@ -24,7 +24,6 @@ import (
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/internal/testenv"
-	"github.com/plab/plab/plc/plctest"
 	"github.com/plab/plab/sliver/oci"
 )
 
@@ -84,7 +83,7 @@ func serveNode(settings string) int {
 
 // startChild runs the node of tn in a child process and waits until it
 // serves (recovery done).
-func startChild(t *testing.T, tn *testNode, logf *os.File) *exec.Cmd {
+func startChild(t testing.TB, tn *testNode, logf *os.File) *exec.Cmd {
 	t.Helper()
 	settings, _ := json.Marshal(childNode{Dir: tn.dir, Backend: tn.bcfg})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -120,10 +119,8 @@ func TestKill9DuringRedemptions(t *testing.T) {
 		rounds = v
 	}
 	const count, workers = 100, 4
-	w := &world{t: t, plc: plctest.Start(t), alice: plctest.NewUser(t, "alice@ucb.test"), clock: &clock{}}
-	w.plc.Site("ucb")
-	w.plc.Person(w.alice, "ucb", "user", "pi")
-	tn := w.enroll("n1.ucb.test", worldOpts{maxSlivers: 128, cfg: Config{MaxSlivers: 128}})
+	w := newWorld(t, worldOpts{maxSlivers: 128, cfg: Config{MaxSlivers: 128}, enrollOnly: true})
+	tn := w.node
 	names := make([]string, count)
 	for i := range names {
 		names[i] = fmt.Sprintf("ucb_k%03d", i)
