@@ -9,6 +9,7 @@ import (
 	"github.com/plab/plab/cred/ticket"
 	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/vnet"
 )
 
 // Admission control. Guarantees are never oversubscribed: the sum of CPU
@@ -25,14 +26,14 @@ type capacity struct {
 	Bandwidth  int64
 	MaxSlivers int
 	MaxPerSite int
-	HostPorts  []portRange
+	HostPorts  []vnet.PortRange
 }
 
 // claim is one sliver's hold on the node.
 type claim struct {
 	Slice string
 	Res   ticket.Resources
-	Ports []portRange
+	Ports []vnet.PortRange
 }
 
 // admission holds the node's claims. Not safe for concurrent use: the
@@ -109,7 +110,7 @@ func (a *admission) check(name string, c claim) error {
 	}
 	for _, p := range c.Ports {
 		for _, h := range a.cap.HostPorts {
-			if p.overlaps(h) {
+			if p.Overlaps(h) {
 				return fmt.Errorf("port %s is the node's own (%s); reserve another: %w", p, h, errdefs.ErrConflict)
 			}
 		}
@@ -118,7 +119,7 @@ func (a *admission) check(name string, c claim) error {
 				continue
 			}
 			for _, q := range o.Ports {
-				if p.overlaps(q) {
+				if p.Overlaps(q) {
 					return fmt.Errorf("port %s is reserved by slice %s on this node; reserve another or choose another node: %w", p, o.Slice, errdefs.ErrConflict)
 				}
 			}
@@ -150,54 +151,4 @@ func (a *admission) capacity() api.Resources {
 
 func rate(bps int64) string {
 	return strconv.FormatFloat(float64(bps)/1e6, 'f', -1, 64) + " Mbit/s"
-}
-
-// portRange is a protocol's port range: "tcp/80", "udp/9000-9010".
-type portRange struct {
-	Proto    string
-	Lo, High uint16
-}
-
-func (p portRange) String() string {
-	if p.Lo == p.High {
-		return fmt.Sprintf("%s/%d", p.Proto, p.Lo)
-	}
-	return fmt.Sprintf("%s/%d-%d", p.Proto, p.Lo, p.High)
-}
-
-func (p portRange) overlaps(q portRange) bool {
-	return p.Proto == q.Proto && p.Lo <= q.High && q.Lo <= p.High
-}
-
-// parsePorts reads port reservations.
-func parsePorts(specs []string) ([]portRange, error) {
-	var out []portRange
-	for _, s := range specs {
-		bad := fmt.Errorf("port reservation %q: want tcp/PORT, udp/PORT or a range such as udp/9000-9010: %w", s, errdefs.ErrInvalid)
-		proto, ports, ok := strings.Cut(s, "/")
-		if !ok || (proto != "tcp" && proto != "udp") {
-			return nil, bad
-		}
-		lo, hi, isRange := strings.Cut(ports, "-")
-		if !isRange {
-			hi = lo
-		}
-		l, err1 := strconv.ParseUint(lo, 10, 16)
-		h, err2 := strconv.ParseUint(hi, 10, 16)
-		if err1 != nil || err2 != nil || l == 0 || h < l {
-			return nil, bad
-		}
-		if h-l >= 1024 {
-			return nil, fmt.Errorf("port reservation %q spans more than 1024 ports; reserve a smaller range: %w", s, errdefs.ErrInvalid)
-		}
-		out = append(out, portRange{Proto: proto, Lo: uint16(l), High: uint16(h)})
-	}
-	for i := range out {
-		for j := range i {
-			if out[i].overlaps(out[j]) {
-				return nil, fmt.Errorf("port reservations %s and %s overlap; list each port once: %w", out[j], out[i], errdefs.ErrInvalid)
-			}
-		}
-	}
-	return out, nil
 }

@@ -10,12 +10,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/plab/plab/cred/ticket"
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/vnet"
 )
 
 func TestAdmission(t *testing.T) {
-	host, _ := parsePorts([]string{"tcp/22"})
+	host, _ := vnet.ParsePorts([]string{"tcp/22"})
 	a := newAdmission(capacity{CPU: 2000, Memory: 1 << 30, Bandwidth: 100e6, MaxSlivers: 3, MaxPerSite: 2, HostPorts: host})
-	ports := func(s ...string) []portRange { p, _ := parsePorts(s); return p }
+	ports := func(s ...string) []vnet.PortRange { p, _ := vnet.ParsePorts(s); return p }
 	steps := []struct {
 		name  string
 		sliv  string
@@ -73,24 +74,24 @@ func TestParsePorts(t *testing.T) {
 		{[]string{"tcp/80", "tcp/79-81"}, "", true},
 		{[]string{"tcp/+80"}, "", true},
 	} {
-		got, err := parsePorts(tc.in)
+		got, err := vnet.ParsePorts(tc.in)
 		if (err != nil) != tc.err {
-			t.Errorf("parsePorts(%q) = %v, %v; want error %v", tc.in, got, err, tc.err)
+			t.Errorf("vnet.ParsePorts(%q) = %v, %v; want error %v", tc.in, got, err, tc.err)
 			continue
 		}
 		if err != nil {
 			if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "port") {
-				t.Errorf("parsePorts(%q) error %v: want an invalid-input error naming the port", tc.in, err)
+				t.Errorf("vnet.ParsePorts(%q) error %v: want an invalid-input error naming the port", tc.in, err)
 			}
 			continue
 		}
 		if s := "[" + join(got) + "]"; s != tc.want {
-			t.Errorf("parsePorts(%q) = %s, want %s", tc.in, s, tc.want)
+			t.Errorf("vnet.ParsePorts(%q) = %s, want %s", tc.in, s, tc.want)
 		}
 	}
 }
 
-func join(ps []portRange) string {
+func join(ps []vnet.PortRange) string {
 	var s []string
 	for _, p := range ps {
 		s = append(s, p.String())

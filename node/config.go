@@ -15,6 +15,7 @@ import (
 	"github.com/plab/plab/cred"
 	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/vnet"
 )
 
 // Config is a node's configuration, kept in config.json in its state
@@ -137,7 +138,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
 		return bad("listen %q: want host:port such as :8140", c.Listen)
 	}
-	if _, err := parsePorts(c.ReservedPorts); err != nil {
+	if _, err := vnet.ParsePorts(c.ReservedPorts); err != nil {
 		return fmt.Errorf("node config: reserved_ports: %w", err)
 	}
 	return nil

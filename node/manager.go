@@ -31,6 +31,7 @@ import (
 	"github.com/plab/plab/cred/ticket"
 	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/vnet"
 )
 
 // Skew is how far PLC's clock may be off from the node's when a ticket is
@@ -95,7 +96,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Manager, error) {
 	if o.Backend == nil || o.Key == nil || o.Trust == nil {
 		return nil, fmt.Errorf("node manager needs a sliver backend, the node's key and PLC's ticket keys: %w", errdefs.ErrInvalid)
 	}
-	hostPorts, _ := parsePorts(cfg.ReservedPorts)
+	hostPorts, _ := vnet.ParsePorts(cfg.ReservedPorts)
 	m := &Manager{
 		cfg: cfg, log: o.Log, now: o.Now, backend: o.Backend, key: o.Key, trust: o.Trust, changed: o.Changed,
 		leases: map[string]*leaseRow{}, inits: map[string]string{}, closing: make(chan struct{}),
@@ -198,7 +199,7 @@ func (m *Manager) redeem(ctx context.Context, doc string, principal cred.Fingerp
 	if err != nil {
 		return api.Lease{}, err
 	}
-	ports, err := parsePorts(res.Ports)
+	ports, err := vnet.ParsePorts(res.Ports)
 	if err != nil {
 		return api.Lease{}, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/vnet"
 )
 
 // recover reconciles the lease database with the host after a start, clean
@@ -39,7 +40,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			}
 			continue
 		}
-		ports, _ := parsePorts(r.Resources.Ports)
+		ports, _ := vnet.ParsePorts(r.Resources.Ports)
 		m.mu.Lock()
 		m.leases[r.Sliver] = r
 		m.adm.claims[r.Sliver] = claim{Slice: r.Slice, Res: r.Resources, Ports: ports} // held already: no admission

@@ -13,6 +13,7 @@ import (
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred"
 	"github.com/plab/plab/cred/ticket"
+	"github.com/plab/plab/vnet"
 )
 
 // Sync with PLC. The node holds a long poll open at PLC
@@ -239,7 +240,7 @@ func (m *Manager) updateAttributes(ctx context.Context, r *leaseRow, attrs map[s
 	if err != nil {
 		return err
 	}
-	ports, err := parsePorts(res.Ports)
+	ports, err := vnet.ParsePorts(res.Ports)
 	if err != nil {
 		return err
 	}
