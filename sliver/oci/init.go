@@ -76,6 +76,9 @@ var initCodeAMD64 = []byte{
 // it costs the sliver's disk nothing and never collides with the image.
 const initPath = "/dev/.plab-init"
 
+// initName is the init's command name, as /proc/PID/stat shows it.
+const initName = ".plab-init"
+
 // initELF wraps code in a minimal static ELF64 executable: the ELF header,
 // one PT_LOAD program header mapping the whole file read+execute at
 // 0x400000, then the code.

@@ -739,6 +739,7 @@ func (b *Backend) Destroy(ctx context.Context, name string) error {
 	if e.rec.Resources.Reserved() {
 		b.reweight()
 	}
+	reapStrays()
 	b.log.Info("sliver destroyed", "sliver", name)
 	return nil
 }
@@ -913,6 +914,7 @@ func (b *Backend) Recover(ctx context.Context) ([]sliver.Info, error) {
 		}
 	}
 	errs = append(errs, b.removeOrphans(ctx)...)
+	reapStrays()
 	if b.anyReserved() {
 		b.reweight()
 	}

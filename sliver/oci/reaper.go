@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +47,7 @@ func watchInit(pid int, start uint64) (*initWatch, error) {
 		return nil, fmt.Errorf("watch init %d: %w", pid, unix.ESRCH)
 	}
 	w := &initWatch{fd: os.NewFile(uintptr(fd), "pidfd"), done: make(chan struct{})}
+	watched.add(pid)
 	rc, err := w.fd.SyscallConn()
 	if err != nil {
 		w.fd.Close()
@@ -52,6 +55,7 @@ func watchInit(pid int, start uint64) (*initWatch, error) {
 	}
 	go func() {
 		defer close(w.done)
+		defer watched.remove(pid)
 		// A pidfd turns readable when its process exits; the poller parks
 		// this goroutine until then, without a thread.
 		_ = rc.Read(func(fd uintptr) bool {
@@ -125,4 +129,50 @@ func reapZombieChild(pid int) bool {
 	}
 	var info unix.Siginfo
 	return unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil) == nil
+}
+
+// watched holds the PIDs of sliver inits a watch will reap.
+var watched = pidSet{m: map[int]bool{}}
+
+type pidSet struct {
+	mu sync.Mutex
+	m  map[int]bool
+}
+
+func (s *pidSet) add(pid int)    { s.mu.Lock(); s.m[pid] = true; s.mu.Unlock() }
+func (s *pidSet) remove(pid int) { s.mu.Lock(); delete(s.m, pid); s.mu.Unlock() }
+func (s *pidSet) has(pid int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[pid]
+}
+
+// reapStrays reaps zombie sliver inits no watch will: the backend is a
+// subreaper, so a sliver init whose parent died (a plab process killed in
+// the middle of making a sliver, or its user-namespace helper) becomes
+// this process's child, and a subreaper must reap what it is given.
+func reapStrays() {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	me := strconv.Itoa(os.Getpid())
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(s[end+1:])
+		if len(f) < 2 || f[0] != "Z" || f[1] != me || s[open+1:end] != initName {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || watched.has(pid) {
+			continue
+		}
+		var info unix.Siginfo
+		_ = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil)
+	}
 }
