@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/plab/plab/errdefs"
 )
@@ -197,7 +198,7 @@ func (n *Net) detach(a *attached) error {
 		errs = append(errs, err)
 	}
 	if l, err := n.h.LinkByName(a.Host); err == nil {
-		if err := n.h.LinkDel(l); err != nil {
+		if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete veth %s: %w", a.Host, err))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Cleanup removes everything sliver networking made in the node's
@@ -41,7 +42,8 @@ func Cleanup(cfg Config) error {
 	for _, l := range links {
 		a := l.Attrs()
 		if strings.HasPrefix(a.Name, cfg.LinkPrefix) && a.Alias != "" && a.Name == n.hostName(a.Alias) {
-			if err := h.LinkDel(l); err != nil {
+			// A veth whose sliver just went away vanishes by itself.
+			if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 				errs = append(errs, fmt.Errorf("delete veth %s: %w", a.Name, err))
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -213,4 +214,60 @@ func (tp *topo) server(port int) (addr string, seen chan netip.AddrPort) {
 		}
 	}()
 	return ln.Addr().String(), seen
+}
+
+// helper runs the test binary inside the sliver as helper job (see
+// helper_test.go).
+func (s *fakeSliver) helper(ctx context.Context, job string, args ...string) *exec.Cmd {
+	a := append([]string{"-t", fmt.Sprint(s.pid), "-n", "-U", "--preserve-credentials", "--", "env", "PLAB_VNET_HELPER=" + job, os.Args[0]}, args...)
+	return exec.CommandContext(ctx, "nsenter", a...)
+}
+
+// dial connects from the internet namespace.
+func (tp *topo) dial(network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNS(tp.inetNS, func() error {
+		var err error
+		c, err = net.DialTimeout(network, addr, 2*time.Second)
+		return err
+	})
+	return c, err
+}
+
+// udpSink counts UDP packets arriving at the internet namespace on a
+// port, by source address.
+func (tp *topo) udpSink() (port int, count func() map[string]int) {
+	t := tp.t
+	var pc net.PacketConn
+	if err := inNS(tp.inetNS, func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", inetAddr+":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var mu sync.Mutex
+	got := map[string]int{}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got[from.(*net.UDPAddr).IP.String()]++
+			mu.Unlock()
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).Port, func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		c := map[string]int{}
+		for k, v := range got {
+			c[k] = v
+		}
+		return c
+	}
 }
