@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,9 +34,18 @@ type Config struct {
 	// them in URLs; signed requests for other names are refused (default:
 	// the hostname, with and without the listen port).
 	Authorities []string `json:"authorities,omitempty"`
-	// Uplink is the interface slivers' traffic leaves by (sliver
-	// networking uses it).
+	// Uplink is the interface slivers' traffic leaves by; empty leaves
+	// slivers without a network (loopback only).
 	Uplink string `json:"uplink,omitempty"`
+	// Address is the node's address slivers' traffic leaves with
+	// (default: the uplink's first IPv4 address).
+	Address string `json:"address,omitempty"`
+	// Resolvers are the DNS servers written to each sliver's
+	// /etc/resolv.conf.
+	Resolvers []string `json:"resolvers,omitempty"`
+	// NetNS is the path of the network namespace the node's network lives
+	// in, when not the process's own (the testbed in a box).
+	NetNS string `json:"netns,omitempty"`
 	// BandwidthCap is the node's uplink cap in bits per second; minimum
 	// rates of slivers are admitted up to it (0: no minimum rates).
 	BandwidthCap int64 `json:"bandwidth_cap,omitempty"`
@@ -137,6 +147,16 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
 		return bad("listen %q: want host:port such as :8140", c.Listen)
+	}
+	if c.Address != "" {
+		if a, err := netip.ParseAddr(c.Address); err != nil || !a.Is4() {
+			return bad("address %q: want the node's IPv4 address", c.Address)
+		}
+	}
+	for _, r := range c.Resolvers {
+		if _, err := netip.ParseAddr(r); err != nil {
+			return bad("resolver %q: want an IP address", r)
+		}
 	}
 	if _, err := vnet.ParsePorts(c.ReservedPorts); err != nil {
 		return fmt.Errorf("node config: reserved_ports: %w", err)

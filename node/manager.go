@@ -23,6 +23,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type Manager struct {
 	log     *slog.Logger
 	now     func() time.Time
 	backend sliver.Backend
+	net     Network // nil: slivers without a network
 	db      *leaseDB
 	key     *cred.PrivateKey
 	trust   *ticket.Trust
@@ -71,6 +73,8 @@ type Options struct {
 	Dir string
 	// Backend runs the slivers.
 	Backend sliver.Backend
+	// Net joins slivers to the node's network (nil: loopback only).
+	Net Network
 	// Key is the node's key: it signs leases, and delegated tickets name it.
 	Key *cred.PrivateKey
 	// Trust holds the PLC keys that sign tickets.
@@ -97,8 +101,13 @@ func Open(ctx context.Context, cfg Config, o Options) (*Manager, error) {
 		return nil, fmt.Errorf("node manager needs a sliver backend, the node's key and PLC's ticket keys: %w", errdefs.ErrInvalid)
 	}
 	hostPorts, _ := vnet.ParsePorts(cfg.ReservedPorts)
+	if o.Net != nil {
+		// Outbound NAT's ports are never reserved, so NAT never borrows one.
+		lo, hi := vnet.DefaultNATPorts[0], vnet.DefaultNATPorts[1]
+		hostPorts = append(hostPorts, vnet.PortRange{Proto: "tcp", Lo: lo, High: hi}, vnet.PortRange{Proto: "udp", Lo: lo, High: hi})
+	}
 	m := &Manager{
-		cfg: cfg, log: o.Log, now: o.Now, backend: o.Backend, key: o.Key, trust: o.Trust, changed: o.Changed,
+		cfg: cfg, log: o.Log, now: o.Now, backend: o.Backend, net: o.Net, key: o.Key, trust: o.Trust, changed: o.Changed,
 		leases: map[string]*leaseRow{}, inits: map[string]string{}, closing: make(chan struct{}),
 		adm: newAdmission(capacity{
 			CPU: o.CPUs - cfg.HostReserve.CPU, Memory: o.Memory - cfg.HostReserve.Memory, Bandwidth: cfg.BandwidthCap,
@@ -276,13 +285,63 @@ func (m *Manager) redeem(ctx context.Context, doc string, principal cred.Fingerp
 	return leaseOf(row), nil
 }
 
-// build creates and starts row's sliver.
+// build creates and starts row's sliver and joins it to the network.
 func (m *Manager) build(ctx context.Context, row *leaseRow) error {
 	ctx = context.WithoutCancel(ctx) // half a sliver helps no one
 	if _, err := m.backend.Create(ctx, sliver.Spec{Name: row.Sliver, Image: row.Attributes[AttrImage], Resources: sliverResources(row.Resources)}); err != nil {
 		return err
 	}
-	return m.backend.Start(ctx, row.Sliver)
+	if err := m.backend.Start(ctx, row.Sliver); err != nil {
+		return err
+	}
+	return m.connect(ctx, row)
+}
+
+// Network is what the node manager needs of sliver networking (vnet.Net).
+type Network interface {
+	Attach(s vnet.Sliver) (vnet.Attachment, error)
+	Detach(name string) error
+	Counters(name string) (vnet.Counters, error)
+}
+
+// connect joins row's running sliver to the node's network, with its
+// reserved ports and rates, and points it at the node's resolvers. Joining
+// a sliver already joined changes nothing.
+func (m *Manager) connect(ctx context.Context, row *leaseRow) error {
+	if m.net == nil {
+		return nil
+	}
+	info, err := m.backend.State(ctx, row.Sliver)
+	if err != nil {
+		return err
+	}
+	ports, err := vnet.ParsePorts(row.Resources.Ports)
+	if err != nil {
+		return err
+	}
+	if _, err := m.net.Attach(vnet.Sliver{Name: row.Sliver, Pid: info.Pid, Ports: ports, MinRate: row.Resources.NetMinRate, MaxRate: row.Resources.NetMaxRate}); err != nil {
+		return err
+	}
+	if len(m.cfg.Resolvers) > 0 {
+		var conf strings.Builder
+		for _, r := range m.cfg.Resolvers {
+			fmt.Fprintf(&conf, "nameserver %s\n", r)
+		}
+		if code, err := m.backend.Exec(ctx, row.Sliver, sliver.ExecSpec{Args: []string{"/bin/sh", "-c", "cat > /etc/resolv.conf"}, Stdin: strings.NewReader(conf.String())}); err != nil || code != 0 {
+			m.log.Warn("write the sliver's resolv.conf", "sliver", row.Sliver, "exit", code, "err", err)
+		}
+	}
+	return nil
+}
+
+// disconnect removes a sliver's networking.
+func (m *Manager) disconnect(name string) {
+	if m.net == nil {
+		return
+	}
+	if err := m.net.Detach(name); err != nil {
+		m.log.Warn("detach sliver network", "sliver", name, "err", err)
+	}
 }
 
 // rollback undoes a redemption that was never acknowledged: the sliver,
@@ -290,6 +349,7 @@ func (m *Manager) build(ctx context.Context, row *leaseRow) error {
 // again).
 func (m *Manager) rollback(ctx context.Context, row *leaseRow) error {
 	ctx = context.WithoutCancel(ctx)
+	m.disconnect(row.Sliver)
 	if err := m.backend.Destroy(ctx, row.Sliver); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
@@ -379,6 +439,7 @@ func (m *Manager) destroy(ctx context.Context, r *leaseRow, why string) error {
 	}
 	m.forget(r.Sliver)
 	m.changed()
+	m.disconnect(r.Sliver)
 	if err := m.backend.Destroy(ctx, r.Sliver); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		m.log.Warn("destroy sliver failed; the reaper retries", "sliver", r.Sliver, "err", err)
 	}

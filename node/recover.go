@@ -70,7 +70,16 @@ func (m *Manager) recover(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("start %s: %w", r.Sliver, err))
 				continue
 			}
+			if err := m.connect(ctx, r); err != nil {
+				errs = append(errs, fmt.Errorf("network of %s: %w", r.Sliver, err))
+			}
 			m.startInitscript(r.Sliver, r.Attributes[AttrInitscript])
+		default:
+			// Running through the restart: its network is there (or is
+			// made again, if the node's was reset).
+			if err := m.connect(ctx, r); err != nil {
+				errs = append(errs, fmt.Errorf("network of %s: %w", r.Sliver, err))
+			}
 		}
 	}
 	var left []sliver.Info
@@ -94,6 +103,7 @@ func (m *Manager) sweep(ctx context.Context, infos []sliver.Info) {
 		m.mu.Unlock()
 		if !leased {
 			m.log.Warn("destroying a sliver that holds no lease", "sliver", in.Name)
+			m.disconnect(in.Name)
 			if err := m.backend.Destroy(ctx, in.Name); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 				m.log.Warn("destroy unleased sliver", "sliver", in.Name, "err", err)
 			}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/monitor"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/vnet"
 )
 
 // Node is one running node: the manager, its sync with PLC, the resource
@@ -29,6 +31,7 @@ type Node struct {
 	Sync    *Syncer
 	Monitor *monitor.Monitor
 	API     *API
+	net     *vnet.Net // nil: no sliver networking
 	tls     *tls.Config
 	log     *slog.Logger
 }
@@ -72,8 +75,15 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{log: o.Log}
+	var network Network
+	if cfg.Uplink != "" {
+		if n.net, err = vnet.Open(netConfig(cfg, o.Log)); err != nil {
+			return nil, err
+		}
+		network = n.net
+	}
 	m, err := Open(ctx, cfg, Options{
-		Dir: dir, Backend: o.Backend, Key: id.key, Trust: id.trust, Now: o.Now,
+		Dir: dir, Backend: o.Backend, Net: network, Key: id.key, Trust: id.trust, Now: o.Now,
 		CPUs: sliver.MilliCPU(runtime.NumCPU() * 1000), Memory: host.MemoryTotal,
 		Changed: func() {
 			if n.Monitor != nil {
@@ -83,6 +93,9 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 		Log: o.Log.With("subsystem", "manager"),
 	})
 	if err != nil {
+		if n.net != nil {
+			n.net.Close()
+		}
 		return nil, err
 	}
 	n.M = m
@@ -189,8 +202,36 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Close closes the manager. The slivers keep running.
-func (n *Node) Close() error { return n.M.Close() }
+// Close closes the manager. The slivers keep running, and so does their
+// networking.
+func (n *Node) Close() error {
+	if n.net != nil {
+		n.net.Close()
+	}
+	return n.M.Close()
+}
+
+// netConfig is sliver networking's configuration from the node's.
+func netConfig(cfg Config, log *slog.Logger) vnet.Config {
+	c := vnet.Config{NetNS: cfg.NetNS, Uplink: cfg.Uplink, Cap: cfg.BandwidthCap, Resolvers: cfg.Resolvers}
+	if a, err := netip.ParseAddr(cfg.Address); err == nil {
+		c.Address = a
+	}
+	if log != nil {
+		c.Log = log.With("subsystem", "vnet")
+	}
+	return c
+}
+
+// CleanupNetwork removes the sliver networking of the node in dir (for
+// plab node cleanup); a node without a configuration or an uplink has none.
+func CleanupNetwork(dir string) error {
+	cfg, err := LoadConfig(dir)
+	if err != nil || cfg.Uplink == "" {
+		return nil
+	}
+	return vnet.Cleanup(netConfig(cfg, nil))
+}
 
 // Usage is every sliver's usage, for the monitor.
 func (m *Manager) Usage(ctx context.Context) ([]monitor.SliverUsage, error) {
@@ -208,7 +249,13 @@ func (m *Manager) Usage(ctx context.Context) ([]monitor.SliverUsage, error) {
 		if err != nil {
 			continue // destroyed meanwhile
 		}
-		out = append(out, monitor.SliverUsage{Slice: name, Stats: st})
+		u := monitor.SliverUsage{Slice: name, Stats: st}
+		if m.net != nil {
+			if c, err := m.net.Counters(name); err == nil {
+				u.TxBytes, u.RxBytes = int64(c.TxBytes), int64(c.RxBytes)
+			}
+		}
+		out = append(out, u)
 	}
 	return out, nil
 }

@@ -19,17 +19,22 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Short: "Run and maintain a node",
 	}
 	c.AddCommand(newNodeEnrollCmd(g), newNodeServeCmd(g))
+	c.AddCommand(newNodeFlowsCmd(g))
 	c.AddCommand(&cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove every process, mount, cgroup and device plab made on this machine",
 		Long: `Kill every sliver and remove the kernel objects plab made: runtime
 containers, sliver processes, cgroups, root filesystem mounts and the layer
-pool's mount and loop device. Slivers' files and records stay, and so do
+pool's mount and loop device, and the slivers' networking (veths, routes,
+the nftables table, the uplink's qdisc). Slivers' files and records stay, and so do
 the node's leases: the next plab node serve starts every leased sliver
 again.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := oci.Cleanup(c.Context(), g.backendConfig()); err != nil {
+				return err
+			}
+			if err := node.CleanupNetwork(g.stateDir); err != nil {
 				return err
 			}
 			fmt.Fprintln(g.stdout, "node cleaned up")
@@ -94,7 +99,9 @@ the token at PLC (POST /v1/nodes/HOST/token); the CA fingerprint is the one
 	f.StringVar(&pin, "ca-fingerprint", "", "fingerprint of PLC's CA key, as plab plc init printed it")
 	f.StringVar(&cfg.Hostname, "hostname", "", "the node's name at PLC (default: this machine's hostname)")
 	f.StringVar(&cfg.Listen, "listen", node.DefaultListen, "address of the node API")
-	f.StringVar(&cfg.Uplink, "uplink", "", "interface slivers' traffic leaves by")
+	f.StringVar(&cfg.Uplink, "uplink", "", "interface slivers' traffic leaves by (none: slivers get loopback only)")
+	f.StringVar(&cfg.Address, "address", "", "the node's address slivers' traffic leaves with (default: the uplink's)")
+	f.StringSliceVar(&cfg.Resolvers, "resolver", nil, "DNS server written to slivers' resolv.conf (repeatable)")
 	f.Int64Var(&cfg.BandwidthCap, "bandwidth-cap", 0, "uplink cap in bits per second; minimum rates are admitted up to it (0: none)")
 	f.StringVar(&reserveCPU, "reserve-cpu", "", "CPU held back for the host (e.g. 0.5)")
 	f.StringVar(&reserveMem, "reserve-memory", "", "memory held back for the host (e.g. 1G)")
