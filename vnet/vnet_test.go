@@ -232,3 +232,27 @@ func TestCycles(t *testing.T) {
 		}
 	}
 }
+
+// TestIsolation: a sliver reaches neither another sliver (by its address or
+// through the node's address on the other's reserved port) nor the node
+// itself.
+func TestIsolation(t *testing.T) {
+	tp := newTopo(t, Config{})
+	a, _ := attach(t, tp, "site_a")
+	b, ba := attach(t, tp, "site_b", "tcp/8080")
+	listen(t, b, 8080, "B")
+	if got := ask(t, tp, 8080); got != "B" {
+		t.Fatalf("node:8080 from the internet answered %q, want B (the path works)", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, target := range []string{ba.Addr.String(), nodeAddr, "169.254.0.1"} {
+		out, err := a.run(ctx, "busybox", "nc", "-w", "2", target, "8080")
+		if err == nil || strings.Contains(out, "B") {
+			t.Errorf("sliver A reached %s:8080: %q, %v", target, out, err)
+		}
+	}
+	if out, err := a.run(ctx, "busybox", "ping", "-c", "1", "-W", "1", ba.Addr.String()); err == nil {
+		t.Errorf("sliver A pinged sliver B: %s", out)
+	}
+}
