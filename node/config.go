@@ -43,6 +43,9 @@ type Config struct {
 	// Resolvers are the DNS servers written to each sliver's
 	// /etc/resolv.conf.
 	Resolvers []string `json:"resolvers,omitempty"`
+	// FlowRetention is how long the flow log keeps a flow after it ended
+	// (default 7 days).
+	FlowRetention Duration `json:"flow_retention,omitempty"`
 	// NetNS is the path of the network namespace the node's network lives
 	// in, when not the process's own (the testbed in a box).
 	NetNS string `json:"netns,omitempty"`
@@ -79,6 +82,8 @@ type HostReserve struct {
 
 // Duration is a time.Duration written as "90s" in JSON.
 type Duration time.Duration
+
+func (d Duration) d() time.Duration { return time.Duration(d) }
 
 // MarshalText writes d as "1m30s".
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ type Node struct {
 	Monitor *monitor.Monitor
 	API     *API
 	net     *vnet.Net // nil: no sliver networking
+	flows   *vnet.FlowLog
 	tls     *tls.Config
 	log     *slog.Logger
 }
@@ -81,6 +83,10 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 			return nil, err
 		}
 		network = n.net
+		if n.flows, err = n.net.StartFlowLog(context.WithoutCancel(ctx), filepath.Join(dir, vnet.FlowLogName), cfg.FlowRetention.d()); err != nil {
+			n.net.Close()
+			return nil, err
+		}
 	}
 	m, err := Open(ctx, cfg, Options{
 		Dir: dir, Backend: o.Backend, Net: network, Key: id.key, Trust: id.trust, Now: o.Now,
@@ -93,9 +99,7 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 		Log: o.Log.With("subsystem", "manager"),
 	})
 	if err != nil {
-		if n.net != nil {
-			n.net.Close()
-		}
+		n.closeNet()
 		return nil, err
 	}
 	n.M = m
@@ -205,10 +209,17 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 // Close closes the manager. The slivers keep running, and so does their
 // networking.
 func (n *Node) Close() error {
+	n.closeNet()
+	return n.M.Close()
+}
+
+func (n *Node) closeNet() {
+	if n.flows != nil {
+		n.flows.Close()
+	}
 	if n.net != nil {
 		n.net.Close()
 	}
-	return n.M.Close()
 }
 
 // netConfig is sliver networking's configuration from the node's.

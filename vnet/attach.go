@@ -197,6 +197,9 @@ func (n *Net) detach(a *attached) error {
 	if err := n.delClass(a); err != nil {
 		errs = append(errs, err)
 	}
+	if err := n.forgetFlows(a.Addr); err != nil {
+		n.log.Warn("forget the sliver's connections", "sliver", a.Name, "err", err)
+	}
 	if l, err := n.h.LinkByName(a.Host); err == nil {
 		if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete veth %s: %w", a.Host, err))

@@ -34,7 +34,7 @@ func Cleanup(cfg Config) error {
 	}
 	defer h.Close()
 	var errs []error
-	links, err := h.LinkList()
+	links, err := linkList(h)
 	if err != nil {
 		return err
 	}

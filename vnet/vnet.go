@@ -135,6 +135,7 @@ type Net struct {
 	mu      sync.Mutex
 	slivers map[string]*attached // by sliver name
 	used    map[netip.Addr]string
+	next    netip.Addr // where allocate looks first
 }
 
 // attached is one sliver's networking.
@@ -245,7 +246,7 @@ func (n *Net) hostName(name string) string {
 // adopt finds the slivers a previous process attached: host veths whose
 // alias names a sliver, and the address each routes.
 func (n *Net) adopt() error {
-	links, err := n.h.LinkList()
+	links, err := linkList(n.h)
 	if err != nil {
 		return fmt.Errorf("sliver networking: list links: %w", err)
 	}
@@ -284,20 +285,40 @@ func (n *Net) classID(addr netip.Addr) uint16 {
 	return uint16(off)
 }
 
-// allocate picks a free address of the pool; ids 0-15 are kept for tc's
-// own classes.
+// allocate picks a free address of the pool, going round from the last one
+// given, so an address just freed is the last to be given again (a late
+// conntrack event of the slice before cannot be taken for the next one's).
+// Ids 0-15 and from 0xfff0 are kept for tc's own classes.
 func (n *Net) allocate(name string) (netip.Addr, error) {
-	a := n.cfg.Pool.Addr()
-	for i := 0; i < 16; i++ {
-		a = a.Next()
+	first := n.cfg.Pool.Addr()
+	for range 16 {
+		first = first.Next()
 	}
-	for ; n.cfg.Pool.Contains(a) && n.classID(a) < 0xfff0; a = a.Next() {
+	a := n.next
+	if !a.IsValid() || !n.cfg.Pool.Contains(a) || n.classID(a) < 16 {
+		a = first
+	}
+	for range 0xfff0 - 16 {
+		if !n.cfg.Pool.Contains(a) || n.classID(a) >= 0xfff0 {
+			a = first
+		}
 		if _, taken := n.used[a]; !taken {
 			n.used[a] = name
+			n.next = a.Next()
 			return a, nil
 		}
+		a = a.Next()
 	}
 	return netip.Addr{}, fmt.Errorf("sliver networking: the address pool %s is used up: %w", n.cfg.Pool, errdefs.ErrNoCapacity)
 }
 
-var errNotAttached = errors.New("not attached")
+// linkList lists links, again when the dump was interrupted (slivers'
+// namespaces, and their veths, go away at any moment).
+func linkList(h *netlink.Handle) ([]netlink.Link, error) {
+	for i := 0; ; i++ {
+		links, err := h.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 4 {
+			return links, err
+		}
+	}
+}
