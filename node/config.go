@@ -43,6 +43,11 @@ type Config struct {
 	// Resolvers are the DNS servers written to each sliver's
 	// /etc/resolv.conf.
 	Resolvers []string `json:"resolvers,omitempty"`
+	// EchoRate and OptionsRate bound, per sliver and second, the ICMP echo
+	// requests and packets with IP options a sliver sends (defaults 20
+	// and 10).
+	EchoRate    int `json:"echo_rate,omitempty"`
+	OptionsRate int `json:"options_rate,omitempty"`
 	// FlowRetention is how long the flow log keeps a flow after it ended
 	// (default 7 days).
 	FlowRetention Duration `json:"flow_retention,omitempty"`
@@ -141,6 +146,8 @@ func (c Config) Validate() error {
 		return bad("plc %q must be PLC's https:// URL", c.PLC)
 	case c.PLCName == "":
 		return bad("plc_name is empty; enroll the node again")
+	case c.EchoRate < 0 || c.OptionsRate < 0:
+		return bad("echo_rate and options_rate must not be negative")
 	case c.BandwidthCap < 0:
 		return bad("bandwidth_cap %d must not be negative", c.BandwidthCap)
 	case c.MaxSlivers < 0 || c.MaxSliversPerSite < 0:

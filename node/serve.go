@@ -224,7 +224,8 @@ func (n *Node) closeNet() {
 
 // netConfig is sliver networking's configuration from the node's.
 func netConfig(cfg Config, log *slog.Logger) vnet.Config {
-	c := vnet.Config{NetNS: cfg.NetNS, Uplink: cfg.Uplink, Cap: cfg.BandwidthCap, Resolvers: cfg.Resolvers}
+	c := vnet.Config{NetNS: cfg.NetNS, Uplink: cfg.Uplink, Cap: cfg.BandwidthCap, Resolvers: cfg.Resolvers,
+		EchoRate: cfg.EchoRate, OptionsRate: cfg.OptionsRate}
 	if a, err := netip.ParseAddr(cfg.Address); err == nil {
 		c.Address = a
 	}

@@ -256,3 +256,37 @@ func TestIsolation(t *testing.T) {
 		t.Errorf("sliver A pinged sliver B: %s", out)
 	}
 }
+
+// TestAlarmingTraffic: ICMP echo requests and packets with IP options
+// beyond a sliver's rate are dropped at the node.
+func TestAlarmingTraffic(t *testing.T) {
+	tp := newTopo(t, Config{EchoRate: 10, OptionsRate: 5})
+	a, aa := attach(t, tp, "site_a")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := a.helper(ctx, "echo", inetAddr, "200").CombinedOutput()
+	if err != nil {
+		t.Fatalf("echo flood: %v: %s", err, out)
+	}
+	var replies int
+	fmt.Sscanf(strings.TrimSpace(string(out)), "replies %d", &replies)
+	// A burst of 10 and 10 per second, over about a second: never 200.
+	if replies == 0 || replies > 30 {
+		t.Errorf("200 echo requests at once got %d replies; want some, at most the rate's 10/s and burst of 10", replies)
+	}
+	port, count := tp.udpSink()
+	if out, err := a.helper(ctx, "options", aa.Addr.String(), inetAddr, fmt.Sprint(port), "100").CombinedOutput(); err != nil {
+		t.Fatalf("options flood: %v: %s", err, out)
+	}
+	if out, err := a.helper(ctx, "spoof", aa.Addr.String(), inetAddr, fmt.Sprint(port), "20").CombinedOutput(); err != nil {
+		t.Fatalf("plain packets: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for count()[nodeAddr] < 20 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := count()[nodeAddr]; got < 20 || got > 20+15 {
+		t.Errorf("100 packets with IP options and 20 plain ones delivered %d; want the 20 plain and at most a burst of the others", got)
+	}
+	t.Logf("echo replies %d of 200; packets delivered %d of 120", replies, count()[nodeAddr])
+}
