@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/internal/testenv"
 	"github.com/plab/plab/sliver"
+	"github.com/plab/plab/vnet"
 )
 
 // netTopo is a node namespace (uplink up0, 198.18.0.2) and an "internet"
@@ -63,7 +63,7 @@ func (tp *netTopo) listen(t *testing.T) net.Listener {
 	go func() {
 		// A socket belongs to the namespace of the thread that made it.
 		defer close(errc)
-		if err := inThreadNS(tp.inetNS, func() error {
+		if err := vnet.InNamespace(tp.inetNS, func() error {
 			var err error
 			ln, err = net.Listen("tcp", "198.18.0.1:0")
 			return err
@@ -116,7 +116,7 @@ func TestSliverNetwork(t *testing.T) {
 	var answer string
 	deadline := time.Now().Add(5 * time.Second)
 	for answer == "" && time.Now().Before(deadline) {
-		_ = inThreadNS(tp.inetNS, func() error {
+		_ = vnet.InNamespace(tp.inetNS, func() error {
 			c, err := net.DialTimeout("tcp", "198.18.0.2:8080", time.Second)
 			if err != nil {
 				return err
@@ -148,28 +148,4 @@ func TestSliverNetwork(t *testing.T) {
 	if rules, _ := exec.Command("ip", "netns", "exec", tp.node, "nft", "list", "map", "inet", "plab", "tcp_ports").Output(); strings.Contains(string(rules), "8080") {
 		t.Errorf("the port reservation outlived the sliver:\n%s", rules)
 	}
-}
-
-// inThreadNS runs fn on a locked OS thread in namespace ns.
-func inThreadNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }

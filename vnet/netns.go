@@ -13,6 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// InNamespace runs fn on an OS thread that has joined the network
+// namespace ns: sockets fn opens belong to ns (tests and the testbed reach
+// into namespaces they made with it).
+func InNamespace(ns netns.NsHandle, fn func() error) error { return inNS(ns, fn) }
+
 // inNS runs fn on an OS thread that has joined the network namespace ns
 // (nothing to join when ns is not open); the thread is thrown away
 // afterwards if it could not return to where it was. Sysctls under
