@@ -109,7 +109,9 @@ var boundaries = map[string][]string{
 	// The node manager drives slivers through the sliver contract; which
 	// backend runs them is the command's choice. It never touches PLC's
 	// store.
-	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor"},
+	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor", "vnet"},
+	// Sliver networking knows nothing of leases, PLC or the sliver backend.
+	"vnet": {"errdefs"},
 }
 
 // TestImportBoundaries checks boundaries with go list -deps, and that no

@@ -148,8 +148,8 @@ func (c Config) Validate() error {
 		return bad("plc_name is empty; enroll the node again")
 	case c.EchoRate < 0 || c.OptionsRate < 0:
 		return bad("echo_rate and options_rate must not be negative")
-	case c.BandwidthCap < 0:
-		return bad("bandwidth_cap %d must not be negative", c.BandwidthCap)
+	case c.BandwidthCap < 0 || (c.BandwidthCap > 0 && c.BandwidthCap < 1e6):
+		return bad("bandwidth_cap %d bit/s: want 0 (no shaping) or at least 1000000 (1 Mbit/s)", c.BandwidthCap)
 	case c.MaxSlivers < 0 || c.MaxSliversPerSite < 0:
 		return bad("max_slivers and max_slivers_per_site must not be negative")
 	case c.HostReserve.CPU < 0 || c.HostReserve.Memory < 0:

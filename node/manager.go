@@ -101,7 +101,11 @@ func Open(ctx context.Context, cfg Config, o Options) (*Manager, error) {
 		return nil, fmt.Errorf("node manager needs a sliver backend, the node's key and PLC's ticket keys: %w", errdefs.ErrInvalid)
 	}
 	hostPorts, _ := vnet.ParsePorts(cfg.ReservedPorts)
+	bandwidth := cfg.BandwidthCap
 	if o.Net != nil {
+		// What HTB promises the node and each sliver's floor comes off
+		// the cap before any guarantee.
+		bandwidth = vnet.GuaranteeRoom(cfg.BandwidthCap, cfg.MaxSlivers)
 		// Outbound NAT's ports are never reserved, so NAT never borrows one.
 		lo, hi := vnet.DefaultNATPorts[0], vnet.DefaultNATPorts[1]
 		hostPorts = append(hostPorts, vnet.PortRange{Proto: "tcp", Lo: lo, High: hi}, vnet.PortRange{Proto: "udp", Lo: lo, High: hi})
@@ -110,7 +114,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Manager, error) {
 		cfg: cfg, log: o.Log, now: o.Now, backend: o.Backend, net: o.Net, key: o.Key, trust: o.Trust, changed: o.Changed,
 		leases: map[string]*leaseRow{}, inits: map[string]string{}, closing: make(chan struct{}),
 		adm: newAdmission(capacity{
-			CPU: o.CPUs - cfg.HostReserve.CPU, Memory: o.Memory - cfg.HostReserve.Memory, Bandwidth: cfg.BandwidthCap,
+			CPU: o.CPUs - cfg.HostReserve.CPU, Memory: o.Memory - cfg.HostReserve.Memory, Bandwidth: bandwidth,
 			MaxSlivers: cfg.MaxSlivers, MaxPerSite: cfg.MaxSliversPerSite, HostPorts: hostPorts,
 		}),
 	}

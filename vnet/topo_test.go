@@ -151,25 +151,19 @@ type fakeSliver struct {
 func (tp *topo) sliver(name string) *fakeSliver {
 	t := tp.t
 	t.Helper()
-	cmd := exec.Command("unshare", "--net", "--user", "--map-root-user", "--fork", "--kill-child", "sleep", "3600")
-	out, _ := cmd.StdoutPipe()
+	cmd := exec.Command("unshare", "--net", "--user", "--map-root-user", "--fork", "--kill-child", "sh", "-c", "echo $$; exec sleep 3600")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	// The sleep is unshare's child: find it, it is in the new namespaces.
-	_ = out
+	// The shell is unshare's child, in the new namespaces: it says its pid.
 	var pid int
-	deadline := time.Now().Add(5 * time.Second)
-	for pid == 0 && time.Now().Before(deadline) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
-		fmt.Sscan(string(b), &pid)
-		if pid == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	if pid == 0 {
-		t.Fatal("the fake sliver did not start")
+	if _, err := fmt.Fscan(out, &pid); err != nil || pid == 0 {
+		t.Fatalf("the fake sliver did not start: %v", err)
 	}
 	return &fakeSliver{name: name, cmd: cmd, pid: pid}
 }

@@ -115,8 +115,8 @@ func (c Config) validate() error {
 		return bad("address pool %s: want an IPv4 prefix from /8 to /24", c.Pool)
 	case c.NATPorts[0] < 1024 || c.NATPorts[1] < c.NATPorts[0]:
 		return bad("NAT port range %d-%d: want a range above 1023", c.NATPorts[0], c.NATPorts[1])
-	case c.Cap < 0:
-		return bad("uplink cap %d must not be negative", c.Cap)
+	case c.Cap < 0 || (c.Cap > 0 && c.Cap < 1e6):
+		return bad("uplink cap %d bit/s: want 0 (no shaping) or at least 1 Mbit/s", c.Cap)
 	case len(c.LinkPrefix) > 6 || c.LinkPrefix == "":
 		return bad("link prefix %q: 1 to 6 characters", c.LinkPrefix)
 	}
@@ -214,7 +214,10 @@ func (n *Net) open() error {
 	if err := n.setupUplink(); err != nil {
 		return err
 	}
-	return n.adopt()
+	if err := n.adopt(); err != nil {
+		return err
+	}
+	return n.pruneClasses()
 }
 
 // Close releases the namespace and netlink handles; the slivers' networking
