@@ -77,12 +77,13 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 1m)
 	done
 
 .PHONY: bench
-bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), credentials (signing, verification, handshakes) and the node (redemption, convergence) (root)
+bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), credentials (signing, verification, handshakes) the node (redemption, convergence) and sliver networking (setup, rate accuracy) (root)
 	$(BIN) bench slivers --count 1000
 	$(GO) test -run='^$$' -bench=. -benchtime=2s -cpu 1 ./cred/...
 	PLAB_BENCH_LEVELS=1,100,1000 $(GO) test -run='^$$' -bench=Redeem -benchtime=50x -timeout=30m ./node
 	PLAB_BENCH_SLICES=100 $(GO) test -run='^$$' -bench=Converge -benchtime=1x ./node
 	PLAB_BENCH_SLICES=1000 $(GO) test -run='^$$' -bench=Converge -benchtime=1x -timeout=30m ./node
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=30m ./vnet
 
 .PHONY: demo
 demo: deps build ## Slivers on this machine: create, run commands in, list (root)

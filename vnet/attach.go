@@ -100,8 +100,16 @@ func (a *attached) inNamespace(sh *netlink.Handle) bool {
 }
 
 func (n *Net) attach(a *attached, sns interface{ IsOpen() bool }, sh *netlink.Handle) error {
-	peer := "t" + a.Host[len(n.cfg.LinkPrefix):] // temporary name, unique on the host
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a.Host, MTU: n.up.Attrs().MTU, TxQLen: 1000}, PeerName: peer}
+	// The sliver's end is made in the sliver's namespace, as eth0: moving
+	// a link between namespaces waits for the kernel's RCU grace periods
+	// (10-30 ms here), making it there does not.
+	nsfd, err := pidNS(a.Pid)
+	if err != nil {
+		return err
+	}
+	defer nsfd.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a.Host, MTU: n.up.Attrs().MTU, TxQLen: 1000, Alias: a.Name},
+		PeerName: "eth0", PeerNamespace: netlink.NsFd(nsfd), PeerMTU: uint32(n.up.Attrs().MTU)}
 	if err := n.h.LinkAdd(veth); err != nil {
 		return fmt.Errorf("make veth %s: %w", a.Host, err)
 	}
@@ -109,28 +117,14 @@ func (n *Net) attach(a *attached, sns interface{ IsOpen() bool }, sh *netlink.Ha
 	if err != nil {
 		return err
 	}
-	if err := n.h.LinkSetAlias(host, a.Name); err != nil {
-		return err
-	}
-	pl, err := n.h.LinkByName(peer)
-	if err != nil {
-		return err
-	}
-	nsfd, err := pidNS(a.Pid)
-	if err != nil {
-		return err
-	}
-	err = n.h.LinkSetNsFd(pl, int(nsfd))
-	nsfd.Close()
-	if err != nil {
-		return fmt.Errorf("move veth into the sliver: %w", err)
+	if host.Attrs().Alias != a.Name {
+		if err := n.h.LinkSetAlias(host, a.Name); err != nil {
+			return err
+		}
 	}
 	// Inside the sliver.
-	pl, err = sh.LinkByName(peer)
+	pl, err := sh.LinkByName("eth0")
 	if err != nil {
-		return err
-	}
-	if err := sh.LinkSetName(pl, "eth0"); err != nil {
 		return err
 	}
 	ip := net.IP(a.Addr.AsSlice())
@@ -204,9 +198,6 @@ func (n *Net) detach(a *attached) error {
 		if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			errs = append(errs, fmt.Errorf("delete veth %s: %w", a.Host, err))
 		}
-	}
-	if l, err := n.h.LinkByName("t" + a.Host[len(n.cfg.LinkPrefix):]); err == nil {
-		_ = n.h.LinkDel(l)
 	}
 	delete(n.slivers, a.Name)
 	return errors.Join(errs...)
