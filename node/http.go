@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -144,32 +143,18 @@ type created struct{ v any }
 
 func (a *API) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
-		status, code, msg := errdefs.HTTPStatus(err), api.CodeOf(err), err.Error()
-		if errors.Is(err, errUnauthenticated) && code == api.CodeDenied {
+		var status int
+		var code string
+		if errors.Is(err, errUnauthenticated) && api.CodeOf(err) == api.CodeDenied {
 			status, code = http.StatusUnauthorized, api.CodeUnauthenticated
 		}
-		if code == api.CodeInternal {
-			a.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			msg = "internal error; the node's log has the cause"
-		} else {
-			a.Log.Info("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(api.Error{Code: code, Message: msg})
+		api.Fail(w, r, a.Log, "node's", err, status, code)
 		return
 	}
-	status := http.StatusOK
 	if c, ok := v.(created); ok {
-		status, v = http.StatusCreated, c.v
+		v = api.Created{V: c.v}
 	}
-	if v == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	api.Reply(w, v)
 }
 
 func (a *API) redeem(r *http.Request, signer cred.Fingerprint) (any, error) {

@@ -2,7 +2,6 @@ package plc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -146,38 +145,24 @@ func (p *PLC) serve(w http.ResponseWriter, r *http.Request, h handler) {
 		p.fail(w, r, err)
 		return
 	}
-	status := http.StatusOK
 	if c, ok := v.(created); ok {
-		status, v = http.StatusCreated, c.v
+		v = api.Created{V: c.v}
 	}
-	if v == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	api.Reply(w, v)
 }
 
 // fail answers an error as an api.Error. Unknown kinds are logged with
 // their cause and answered with a generic message.
 func (p *PLC) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, code, msg := errdefs.HTTPStatus(err), api.CodeOf(err), err.Error()
+	var status int
+	var code string
 	if errors.Is(err, errUnauthenticated) {
 		status, code = http.StatusUnauthorized, api.CodeUnauthenticated
 	}
 	if errors.Is(err, errMethod) {
 		status = http.StatusMethodNotAllowed
 	}
-	if code == api.CodeInternal {
-		p.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		msg = "internal error; the PLC log has the cause"
-	} else {
-		p.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(api.Error{Code: code, Message: msg})
+	api.Fail(w, r, p.log, "PLC", err, status, code)
 }
 
 // decode reads the request's JSON body into v strictly (api.DecodeJSON).
