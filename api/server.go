@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/plab/plab/errdefs"
 )
@@ -50,4 +51,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Document serves doc (a JSON document such as an OpenAPI description) as
+// it is, byte for byte.
+func Document(doc []byte) http.HandlerFunc {
+	length := strconv.Itoa(len(doc))
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", length)
+		_, _ = w.Write(doc)
+	}
 }

@@ -2,8 +2,8 @@ package node
 
 import (
 	_ "embed"
-	"net/http"
-	"strconv"
+
+	"github.com/plab/plab/api"
 )
 
 // openAPIDoc is the OpenAPI 3.1 description of the node API, written by
@@ -15,8 +15,4 @@ var openAPIDoc []byte
 
 // serveOpenAPI answers GET /v1/openapi.json with openAPIDoc as it is
 // embedded.
-func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDoc)))
-	_, _ = w.Write(openAPIDoc)
-}
+var serveOpenAPI = api.Document(openAPIDoc)

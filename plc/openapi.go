@@ -2,8 +2,8 @@ package plc
 
 import (
 	_ "embed"
-	"net/http"
-	"strconv"
+
+	"github.com/plab/plab/api"
 )
 
 // openAPIDoc is the OpenAPI 3.1 description of the API, written by hand
@@ -14,10 +14,5 @@ import (
 var openAPIDoc []byte
 
 // serveOpenAPI answers GET /v1/openapi.json with openAPIDoc as it is
-// embedded. It is a plain handler, not a public(…) one: serve would
-// re-encode the document.
-func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDoc)))
-	_, _ = w.Write(openAPIDoc)
-}
+// embedded.
+var serveOpenAPI = api.Document(openAPIDoc)
