@@ -2,25 +2,18 @@ package plc
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/pem"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred"
 	"github.com/plab/plab/cred/ca"
+	"github.com/plab/plab/cred/credtest"
 	"github.com/plab/plab/cred/httpsig"
 )
 
@@ -43,28 +36,8 @@ type user struct {
 }
 
 func newUser(t testing.TB, email string) *user {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, email)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	id, err := cred.LoadIdentityFile(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &user{email: email, id: id, pub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + email}
+	u := credtest.NewUser(t, email)
+	return &user{email: u.Email, id: u.ID, pub: u.Pub}
 }
 
 func newWorld(t testing.TB) *world { return newWorldDSN(t, "") }

@@ -7,26 +7,19 @@ package plctest
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/pem"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred"
 	"github.com/plab/plab/cred/ca"
+	"github.com/plab/plab/cred/credtest"
 	"github.com/plab/plab/cred/httpsig"
 	"github.com/plab/plab/plc"
 )
@@ -50,42 +43,11 @@ type PLC struct {
 	srv *http.Server
 }
 
-// User is someone with an SSH key.
-type User struct {
-	Email string
-	ID    cred.Identity
-	// Pub is the authorized_keys line of the key.
-	Pub string
-}
-
-// Fingerprint names the user's key.
-func (u *User) Fingerprint() cred.Fingerprint { return u.ID.Fingerprint() }
+// User is someone with an SSH key (credtest.User).
+type User = credtest.User
 
 // NewUser makes a user with a fresh ed25519 key in a key file.
-func NewUser(t testing.TB, email string) *User {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, email)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	id, err := cred.LoadIdentityFile(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &User{Email: email, ID: id, Pub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + email}
-}
+func NewUser(t testing.TB, email string) *User { return credtest.NewUser(t, email) }
 
 // Start initializes and serves a PLC; it stops when the test ends.
 func Start(t testing.TB) *PLC {
