@@ -47,12 +47,25 @@ func (n *Net) Attach(s Sliver) (Attachment, error) {
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	for name, o := range n.slivers {
+		if name == s.Name {
+			continue
+		}
+		for _, p := range s.Ports {
+			for _, q := range o.Ports {
+				if p.Overlaps(q) {
+					return Attachment{}, fmt.Errorf("attach %s: port %s is reserved by %s: %w", s.Name, p, name, errdefs.ErrConflict)
+				}
+			}
+		}
+	}
 	a := n.slivers[s.Name]
 	if a != nil && a.inNamespace(sh) {
 		a.Sliver = s // adopted ones learn their ports and rates
 		if err := n.nft(n.elements("add", a)); err != nil {
 			return Attachment{}, err
 		}
+		a.added = true
 		return a.attachment(), n.setClass(a)
 	}
 	if a != nil {
@@ -149,7 +162,12 @@ func (n *Net) attach(a *attached, sns interface{ IsOpen() bool }, sh *netlink.Ha
 	if err := sh.RouteAdd(&netlink.Route{LinkIndex: pl.Attrs().Index, Gw: gateway}); err != nil {
 		return fmt.Errorf("default route: %w", err)
 	}
-	// On the node.
+	// On the node. The host veth answers no ARP for the node's other
+	// addresses and so learns no neighbours from a sliver's requests (the
+	// kernel's neighbour table is shared by every namespace).
+	if err := sysctl(n.ns, "net.ipv4.conf."+a.Host+".arp_ignore", "8"); err != nil {
+		return err
+	}
 	if err := n.h.LinkSetUp(host); err != nil {
 		return err
 	}
@@ -159,6 +177,7 @@ func (n *Net) attach(a *attached, sns interface{ IsOpen() bool }, sh *netlink.Ha
 	if err := n.nft(n.elements("add", a)); err != nil {
 		return err
 	}
+	a.added = true
 	return n.setClass(a)
 }
 
@@ -181,11 +200,13 @@ func (n *Net) Detach(name string) error {
 // detach removes what attach made of a, as far as it got.
 func (n *Net) detach(a *attached) error {
 	var errs []error
-	// Deleting an absent element fails the whole transaction: when the
-	// sliver is only half attached, delete one element at a time.
-	if script := n.elements("delete", a); n.nft(script) != nil {
-		for _, line := range splitLines(script) {
-			_ = n.nft(line)
+	// The add was one transaction: its elements are all in, or none. An
+	// adopted sliver's may be partly gone: then one element at a time.
+	if a.added || a.Pid == 0 {
+		if script := n.elements("delete", a); n.nft(script) != nil && !a.added {
+			for _, line := range splitLines(script) {
+				_ = n.nft(line)
+			}
 		}
 	}
 	if err := n.delClass(a); err != nil {

@@ -25,7 +25,7 @@ func (n *Net) baseRuleset() string {
 	r := strings.NewReplacer(
 		"TABLE", c.Table, "UPLINK", c.Uplink, "ADDR", n.addr.String(), "POOL", c.Pool.String(),
 		"PFX", c.LinkPrefix, "NATLO", fmt.Sprint(c.NATPorts[0]), "NATHI", fmt.Sprint(c.NATPorts[1]),
-		"ECHO", fmt.Sprint(c.EchoRate), "OPTS", fmt.Sprint(c.OptionsRate),
+		"ECHO", fmt.Sprint(c.EchoRate), "OPTS", fmt.Sprint(c.OptionsRate), "CONNS", fmt.Sprint(c.MaxConns),
 	)
 	return r.Replace(`table inet TABLE
 delete table inet TABLE
@@ -40,8 +40,13 @@ table inet TABLE {
 	# host veth to packet mark (tc class)
 	map marks { type ifname : mark; }
 	set echo { type ifname; flags dynamic, timeout; timeout 1m; }
+	set conns { type ifname; flags dynamic; }
 	set opts { type ifname; flags dynamic, timeout; timeout 1m; }
 
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		iifname "UPLINK" ip saddr POOL counter drop comment "slivers' addresses never come from outside"
+	}
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		iifname "UPLINK" ip daddr ADDR dnat ip to tcp dport map @tcp_ports
@@ -52,8 +57,11 @@ table inet TABLE {
 		iifname "PFX*" meta nfproto ipv6 drop
 		oifname "PFX*" meta nfproto ipv6 drop
 		ct state invalid drop
+		iifname "UPLINK" oifname "UPLINK" counter drop comment "no relaying for others"
 		iifname "PFX*" iifname . ip saddr != @slivers counter drop comment "spoofed"
 		iifname "PFX*" oifname != "UPLINK" counter drop comment "slivers leave by the uplink only"
+		iifname "PFX*" ip daddr { 169.254.0.0/16, 127.0.0.0/8 } counter drop comment "link-local and loopback are not forwarded"
+		iifname "PFX*" ct state new add @conns { iifname ct count over CONNS } counter drop comment "connections per sliver"
 		iifname "PFX*" icmp type echo-request update @echo { iifname limit rate over ECHO/second burst ECHO packets } counter drop comment "echo flood"
 		iifname "PFX*" ip hdrlength > 5 update @opts { iifname limit rate over OPTS/second burst OPTS packets } counter drop comment "IP options"
 		iifname "PFX*" meta mark set iifname map @marks
@@ -68,7 +76,7 @@ table inet TABLE {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname "UPLINK" ip saddr POOL ip saddr . meta l4proto . th sport @own snat ip to ADDR
-		oifname "UPLINK" ip saddr POOL meta l4proto { tcp, udp } snat ip to ADDR:NATLO-NATHI
+		oifname "UPLINK" ip saddr POOL meta l4proto { tcp, udp, udplite, sctp, dccp } snat ip to ADDR:NATLO-NATHI
 		oifname "UPLINK" ip saddr POOL snat ip to ADDR
 	}
 }

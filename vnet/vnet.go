@@ -60,6 +60,9 @@ type Config struct {
 	// EchoRate and OptionsRate bound, per sliver and per second, ICMP echo
 	// requests and packets with IP options (defaults 20 and 10).
 	EchoRate, OptionsRate int
+	// MaxConns bounds a sliver's tracked connections (default 20,000): the
+	// conntrack table is the host's, and one sliver must not fill it.
+	MaxConns int
 	// Resolvers are the DNS servers slivers are told to use.
 	Resolvers []string
 	// Table names the nftables table (default plab); LinkPrefix starts
@@ -91,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OptionsRate == 0 {
 		c.OptionsRate = 10
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 20000
 	}
 	if c.Table == "" {
 		c.Table = "plab"
@@ -144,6 +150,9 @@ type attached struct {
 	Host string // host veth
 	Addr netip.Addr
 	ID   uint16 // tc class minor and packet mark
+	// added is set once its nftables elements are in: a failed Attach
+	// must not delete elements of the same keys that are another's.
+	added bool
 }
 
 // Sliver is what vnet needs to know of a sliver.
