@@ -28,7 +28,6 @@ import (
 	"net/netip"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -725,12 +724,7 @@ func atkExec(ctx context.Context, name string, args ...string) ([]byte, error) {
 // slice that sent it; so must no flow be traced to one that did not).
 func TestAttackOutsideSpoofsSliver(t *testing.T) {
 	tp := newTopo(t, Config{})
-	path := filepath.Join(t.TempDir(), FlowLogName)
-	fl, err := tp.net.StartFlowLog(t.Context(), path, 0)
-	if err != nil {
-		t.Fatalf("StartFlowLog: %v", err)
-	}
-	t.Cleanup(func() { fl.Close() })
+	_, path := tp.flowLog()
 	a, _ := attach(t, tp, "site_a", "udp/5353")
 	b, ba := attach(t, tp, "site_b") // the innocent
 	_, aGot := atkPayloads(t, atkSliverNS(a), ":5353")
@@ -971,12 +965,7 @@ func TestAttackLinkLocalForwarded(t *testing.T) {
 // flow it sends is in the log, in its slice's name, and none in another's.
 func TestAttackFlowLogEvasion(t *testing.T) {
 	tp := newTopo(t, Config{})
-	path := filepath.Join(t.TempDir(), FlowLogName)
-	fl, err := tp.net.StartFlowLog(t.Context(), path, 0)
-	if err != nil {
-		t.Fatalf("StartFlowLog: %v", err)
-	}
-	t.Cleanup(func() { fl.Close() })
+	_, path := tp.flowLog()
 	a, aa := attach(t, tp, "site_a")
 	_, ba := attach(t, tp, "site_b")
 	port, _ := atkPayloads(t, tp.inInet, inetAddr+":0")

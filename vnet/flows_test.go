@@ -89,12 +89,7 @@ func TestQueryFlowsErrors(t *testing.T) {
 // known; answered ones also tell which node port the server saw.
 func TestFlowAudit(t *testing.T) {
 	tp := newTopo(t, Config{})
-	path := filepath.Join(t.TempDir(), FlowLogName)
-	fl, err := tp.net.StartFlowLog(t.Context(), path, 0)
-	if err != nil {
-		t.Fatalf("StartFlowLog: %v", err)
-	}
-	t.Cleanup(func() { fl.Close() })
+	fl, path := tp.flowLog()
 	tcpSrv := tp.greetServer()
 	udpSrv := tp.greetUDPServer()
 	const closedTCP, closedUDP = inetAddr + ":9", inetAddr + ":10"
@@ -150,6 +145,7 @@ func TestFlowAudit(t *testing.T) {
 	dst := netip.MustParseAddr(inetAddr)
 	var flows []Flow
 	flowsEventually(t, "100 flows in the log", func() error {
+		var err error
 		flows, err = QueryFlows(t.Context(), path, FlowQuery{Dst: dst})
 		if err == nil && len(flows) < 100 {
 			err = fmt.Errorf("%d flows", len(flows))
@@ -221,12 +217,7 @@ func TestFlowAudit(t *testing.T) {
 // TestFlowInbound: traffic to a reserved port is the reserving slice's.
 func TestFlowInbound(t *testing.T) {
 	tp := newTopo(t, Config{})
-	path := filepath.Join(t.TempDir(), FlowLogName)
-	fl, err := tp.net.StartFlowLog(t.Context(), path, 0)
-	if err != nil {
-		t.Fatalf("StartFlowLog: %v", err)
-	}
-	t.Cleanup(func() { fl.Close() })
+	_, path := tp.flowLog()
 	tp.flowSliver("in_bystander", nil)
 	s := tp.flowSliver("in_web", []PortRange{{Proto: "tcp", Lo: 8080, High: 8080}, {Proto: "udp", Lo: 8081, High: 8081}})
 	s.serve(t)
@@ -251,6 +242,7 @@ func TestFlowInbound(t *testing.T) {
 		proto, port := []string{"tcp", "udp"}[i], uint16(8080+i)
 		var flows []Flow
 		flowsEventually(t, "the inbound "+proto+" flow in the log", func() error {
+			var err error
 			flows, err = QueryFlows(t.Context(), path, FlowQuery{Dst: r.Addr(), Port: r.Port()})
 			if err == nil && len(flows) == 0 {
 				err = errors.New("none yet")
@@ -269,12 +261,7 @@ func TestFlowInbound(t *testing.T) {
 // ways, and no other sliver's.
 func TestFlowForget(t *testing.T) {
 	tp := newTopo(t, Config{})
-	path := filepath.Join(t.TempDir(), FlowLogName)
-	fl, err := tp.net.StartFlowLog(t.Context(), path, 0)
-	if err != nil {
-		t.Fatalf("StartFlowLog: %v", err)
-	}
-	t.Cleanup(func() { fl.Close() })
+	_, path := tp.flowLog()
 	srv := tp.greetServer()
 	gone := tp.flowSliver("fg_gone", []PortRange{{Proto: "tcp", Lo: 8080, High: 8080}})
 	gone.serve(t)
@@ -708,4 +695,16 @@ func (tp *topo) ctDelete(match func(conntrack.Flow) bool) {
 		}
 		return nil
 	})
+}
+
+// flowLog starts a flow log on the test node, closed when the test ends.
+func (tp *topo) flowLog() (*FlowLog, string) {
+	tp.t.Helper()
+	path := filepath.Join(tp.t.TempDir(), FlowLogName)
+	fl, err := tp.net.StartFlowLog(tp.t.Context(), path, 0)
+	if err != nil {
+		tp.t.Fatalf("StartFlowLog: %v", err)
+	}
+	tp.t.Cleanup(func() { fl.Close() })
+	return fl, path
 }
