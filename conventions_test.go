@@ -112,6 +112,9 @@ var boundaries = map[string][]string{
 	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor", "vnet"},
 	// Sliver networking knows nothing of leases, PLC or the sliver backend.
 	"vnet": {"errdefs"},
+	// The SSH gateway sees slivers through Exec and keys through a
+	// function: it knows nothing of leases or PLC.
+	"vsh": {"errdefs", "cred", "sliver"},
 }
 
 // TestImportBoundaries checks boundaries with go list -deps, and that no
