@@ -111,7 +111,7 @@ func (a *API) Handler() http.Handler {
 			return nil, err
 		}
 		k, err := a.M.AddKey(r.Context(), r.PathValue("name"), s, in.Key)
-		return created{k}, err
+		return api.Created{V: k}, err
 	})
 	route("DELETE /v1/slivers/{name}/keys/{fp}", func(r *http.Request, s cred.Fingerprint) (any, error) {
 		fp, err := cred.ParseFingerprint(r.PathValue("fp"))
@@ -138,9 +138,6 @@ func (a *API) Handler() http.Handler {
 // errUnauthenticated marks a request whose signature did not verify.
 var errUnauthenticated = errors.New("request not authenticated")
 
-// created marks an answer given with 201.
-type created struct{ v any }
-
 func (a *API) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
 		var status int
@@ -150,9 +147,6 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
 		}
 		api.Fail(w, r, a.Log, "node's", err, status, code)
 		return
-	}
-	if c, ok := v.(created); ok {
-		v = api.Created{V: c.v}
 	}
 	api.Reply(w, v)
 }
@@ -167,12 +161,13 @@ func (a *API) redeem(r *http.Request, signer cred.Fingerprint) (any, error) {
 	}
 	// The signer's key (the header's, which the route checked is the
 	// signer's, or one the node knows) becomes the sliver's first key.
-	key, _ := a.M.keyByFingerprint(signer)
-	if pk, ok := r.Context().Value(presentedKey{}).(presentedKey); ok {
-		key = pk.line
+	pk, ok := r.Context().Value(presentedKey{}).(presentedKey)
+	key := pk.line
+	if !ok {
+		key, _ = a.M.keyByFingerprint(signer)
 	}
 	l, err := a.M.Redeem(r.Context(), in.Ticket, signer, key)
-	return created{l}, err
+	return api.Created{V: l}, err
 }
 
 // presentedKey is a key a request carried in the api.KeyHeader.

@@ -216,14 +216,6 @@ func (l *leaseDB) purgeRedeemed(ctx context.Context, now time.Time) error {
 	})
 }
 
-// txOnce is the once store of one transaction: a ticket's redemption is
-// recorded together with its lease, or not at all.
-type txOnce struct{ tx *sql.Tx }
-
-func (o txOnce) Use(_ context.Context, id string, expires time.Time) error {
-	return useOnce(o.tx, id, expires)
-}
-
 // dbOnce is the lease database as a once store: the nonces of signed
 // requests outlive a restart, as the leases do, so a stolen request cannot
 // be replayed to a restarted node.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -79,7 +80,7 @@ func (n *Net) Attach(s Sliver) (Attachment, error) {
 		return Attachment{}, err
 	}
 	a = &attached{Sliver: s, Host: n.hostName(s.Name), Addr: addr, ID: n.classID(addr)}
-	if err := n.attach(a, sns, sh); err != nil {
+	if err := n.attach(a, sh); err != nil {
 		n.detach(a)
 		delete(n.used, addr)
 		return Attachment{}, fmt.Errorf("attach %s: %w", s.Name, err)
@@ -112,7 +113,7 @@ func (a *attached) inNamespace(sh *netlink.Handle) bool {
 	return false
 }
 
-func (n *Net) attach(a *attached, sns interface{ IsOpen() bool }, sh *netlink.Handle) error {
+func (n *Net) attach(a *attached, sh *netlink.Handle) error {
 	// The sliver's end is made in the sliver's namespace, as eth0: moving
 	// a link between namespaces waits for the kernel's RCU grace periods
 	// (10-30 ms here), making it there does not.
@@ -204,7 +205,7 @@ func (n *Net) detach(a *attached) error {
 	// adopted sliver's may be partly gone: then one element at a time.
 	if a.added || a.Pid == 0 {
 		if script := n.elements("delete", a); n.nft(script) != nil && !a.added {
-			for _, line := range splitLines(script) {
+			for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
 				_ = n.nft(line)
 			}
 		}
@@ -270,21 +271,4 @@ func (n *Net) Counters(name string) (Counters, error) {
 		return Counters{}, nil
 	}
 	return Counters{TxBytes: st.RxBytes, TxPackets: st.RxPackets, RxBytes: st.TxBytes, RxPackets: st.TxPackets}, nil
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			if i > start {
-				out = append(out, s[start:i])
-			}
-			start = i + 1
-		}
-	}
-	if start < len(s) {
-		out = append(out, s[start:])
-	}
-	return out
 }
