@@ -4,6 +4,7 @@ package oci
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -151,28 +153,43 @@ func (s *pidSet) has(pid int) bool {
 // subreaper, so a sliver init whose parent died (a plab process killed in
 // the middle of making a sliver, or its user-namespace helper) becomes
 // this process's child, and a subreaper must reap what it is given.
+//
+// It costs one waitid when no child is a zombie (the usual case, on every
+// destroy); only then does it read this process's children, not all of
+// /proc.
 func reapStrays() {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	me := strconv.Itoa(os.Getpid())
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || end < open {
-			continue
-		}
-		f := strings.Fields(s[end+1:])
-		if len(f) < 2 || f[0] != "Z" || f[1] != me || s[open+1:end] != initName {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err != nil || watched.has(pid) {
-			continue
-		}
-		var info unix.Siginfo
-		_ = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil)
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	if err != nil || siginfoPid(&info) == 0 {
+		return
 	}
+	lists, _ := filepath.Glob("/proc/self/task/*/children")
+	for _, l := range lists {
+		b, _ := os.ReadFile(l)
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil || watched.has(pid) {
+				continue
+			}
+			st, err := os.ReadFile("/proc/" + f + "/stat")
+			if err != nil {
+				continue
+			}
+			s := string(st)
+			open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+			if open < 0 || end < open || s[open+1:end] != initName {
+				continue
+			}
+			if fs := strings.Fields(s[end+1:]); len(fs) > 0 && fs[0] == "Z" {
+				_ = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG, nil)
+			}
+		}
+	}
+}
+
+// siginfoPid is si_pid of a siginfo that waitid filled (0: no child was
+// waitable).
+func siginfoPid(info *unix.Siginfo) int32 {
+	raw := (*[unsafe.Sizeof(*info)]byte)(unsafe.Pointer(info))
+	return int32(binary.NativeEndian.Uint32(raw[16:20]))
 }
