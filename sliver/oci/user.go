@@ -69,10 +69,6 @@ func readInRoot(root, path string, limit int64) ([]byte, error) {
 // lookupUser resolves spec ("name", "uid", "name:group", "uid:gid"; empty
 // means root) against the sliver's own /etc/passwd and /etc/group.
 func lookupUser(root, spec string) (execUser, error) {
-	if spec == "" {
-		spec = "root"
-	}
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	passwd, err := readInRoot(root, "/etc/passwd", maxAccountFile)
 	if err != nil {
 		return execUser{}, fmt.Errorf("read /etc/passwd: %w", err)
@@ -81,6 +77,24 @@ func lookupUser(root, spec string) (execUser, error) {
 	if err != nil {
 		return execUser{}, fmt.Errorf("read /etc/group: %w", err)
 	}
+	u, err := parseUser(passwd, group, spec)
+	if err != nil {
+		return execUser{}, err
+	}
+	if fd, err := openInRoot(root, u.Home, unix.O_PATH|unix.O_DIRECTORY); err == nil {
+		unix.Close(fd)
+		u.HomeFound = true
+	}
+	return u, nil
+}
+
+// parseUser resolves spec against the contents of /etc/passwd and
+// /etc/group; it touches no file, so it can be fuzzed in memory.
+func parseUser(passwd, group []byte, spec string) (execUser, error) {
+	if spec == "" {
+		spec = "root"
+	}
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
 	u := execUser{Home: "/"}
 	found := false
 	eachLine(passwd, 7, func(f []string) bool {
@@ -133,10 +147,6 @@ func lookupUser(root, spec string) (execUser, error) {
 	}
 	if u.UID >= sliver.IDRangeSize || u.GID >= sliver.IDRangeSize {
 		return execUser{}, fmt.Errorf("user %s: ids above %d are not mapped in a sliver: %w", spec, sliver.IDRangeSize-1, errdefs.ErrInvalid)
-	}
-	if fd, err := openInRoot(root, u.Home, unix.O_PATH|unix.O_DIRECTORY); err == nil {
-		unix.Close(fd)
-		u.HomeFound = true
 	}
 	return u, nil
 }
