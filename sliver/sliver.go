@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"syscall"
 	"time"
@@ -123,6 +124,13 @@ type ExecSpec struct {
 	Resize <-chan WinSize
 	// Signals delivers signals to forward to the process.
 	Signals <-chan syscall.Signal
+
+	// Program, when set, is the executable run instead of looking Args[0]
+	// up in the sliver: a file open on the host (the node's own static
+	// helpers), handed to the runtime as a descriptor, so nothing is copied
+	// into the sliver and the sliver cannot replace it. Args[0] is then only
+	// the process's name.
+	Program *os.File
 
 	Stdin  io.Reader
 	Stdout io.Writer

@@ -49,7 +49,11 @@ func (b *Backend) Exec(ctx context.Context, name string, e sliver.ExecSpec) (int
 		return -1, fmt.Errorf("exec in sliver %s: %w", name, err)
 	}
 	proc := b.execProcess(e, u)
-	if err := findExecutable(root, e.Args[0], proc.Env, proc.Cwd); err != nil {
+	if e.Program != nil {
+		// The runtime passes the descriptor on as fd 3; the process execs
+		// it through its own /proc.
+		proc.Args = append([]string{"/proc/self/fd/3"}, e.Args[1:]...)
+	} else if err := findExecutable(root, e.Args[0], proc.Env, proc.Cwd); err != nil {
 		return -1, fmt.Errorf("exec in sliver %s: %w", name, err)
 	}
 
@@ -74,7 +78,14 @@ func (b *Backend) Exec(ctx context.Context, name string, e sliver.ExecSpec) (int
 		return -1, err
 	}
 	// Not CommandContext: killing the runtime would orphan the process.
-	cmd := b.rt.command(context.Background(), logFile, "exec", "--process", procFile, "--pid-file", pidFile, name)
+	args := []string{"exec", "--process", procFile, "--pid-file", pidFile}
+	if e.Program != nil {
+		args = append(args, "--preserve-fds", "1")
+	}
+	cmd := b.rt.command(context.Background(), logFile, append(args, name)...)
+	if e.Program != nil {
+		cmd.ExtraFiles = []*os.File{e.Program}
+	}
 	var code int
 	if e.TTY {
 		code, err = runTTY(ctx, cmd, e, pidFile)

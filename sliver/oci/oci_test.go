@@ -4,6 +4,7 @@ package oci
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -611,5 +612,42 @@ func TestRemoveUnmountedRefusesMounts(t *testing.T) {
 	unix.Unmount(victim, 0)
 	if err := removeUnmounted(filepath.Join(dir, "sliver")); err != nil {
 		t.Errorf("removeUnmounted after unmounting: %v", err)
+	}
+}
+
+// TestExecProgram runs a program open on the host inside a sliver: it runs
+// as the sliver's user, in the sliver's filesystem, without being copied in.
+func TestExecProgram(t *testing.T) {
+	cfg := testConfig(t)
+	ctx := context.Background()
+	b, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Create(ctx, sliver.Spec{Name: "prog"}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Destroy(ctx, "prog")
+	if err := b.Start(ctx, "prog"); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "host-only-program")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"args:$*\"; id -u; hostname; if test -e "+script+"; then echo host-path-visible; fi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out, errb bytes.Buffer
+	code, err := b.Exec(ctx, "prog", sliver.ExecSpec{Args: []string{"ignored", "a", "b c"}, User: "user", Program: f, Stdout: &out, Stderr: &errb})
+	if err != nil || code != 0 {
+		t.Fatalf("Exec with a host program = %d, %v (stderr %q)", code, err, errb.String())
+	}
+	want := "args:a b c\n1000\nprog\n"
+	if out.String() != want {
+		t.Errorf("host program printed %q, want %q (its arguments, the sliver's uid 1000 and hostname, and no host path)", out.String(), want)
 	}
 }
