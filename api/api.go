@@ -92,6 +92,14 @@ type Node struct {
 	Capacity    *Resources        `json:"capacity,omitempty"`
 	LastContact time.Time         `json:"last_contact,omitzero"`
 	Created     time.Time         `json:"created,omitzero"`
+	// SSHHostKey is the public host key of the node's SSH gateway in
+	// authorized_keys form ("ssh-ed25519 AAAA…"), as the node last
+	// reported it: the key a client pins. Empty until the node reports
+	// one; PLC ignores it in a request.
+	SSHHostKey string `json:"ssh_host_key,omitempty"`
+	// SSHPort is the port of the node's SSH gateway, reported with
+	// SSHHostKey; PLC ignores it in a request.
+	SSHPort int `json:"ssh_port,omitempty"`
 }
 
 // Boot states of a node.
@@ -254,6 +262,14 @@ type Report struct {
 	Slivers     int                   `json:"slivers"`
 	Slices      map[string]SliceUsage `json:"slices,omitempty"`
 	CollectedAt time.Time             `json:"collected_at,omitzero"`
+	// SSHHostKey is the public host key of the node's SSH gateway, one
+	// key in authorized_keys form ("ssh-ed25519 AAAA…"). PLC stores it
+	// with SSHPort and serves both in the node's record; a report
+	// without them (an older node) leaves the stored ones as they are.
+	SSHHostKey string `json:"ssh_host_key,omitempty"`
+	// SSHPort is the port the node's SSH gateway listens on (1 to
+	// 65535), sent with SSHHostKey.
+	SSHPort int `json:"ssh_port,omitempty"`
 }
 
 // SliceUsage is one slice's use of a node.

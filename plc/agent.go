@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred"
@@ -288,12 +291,18 @@ func (p *PLC) enroll(w http.ResponseWriter, r *http.Request) (any, error) {
 	return created{out}, nil
 }
 
-// report stores a node's resource report.
+// report stores a node's resource report, and the host key and port of
+// its SSH gateway when the report has them. A new key or port is audited.
 func (p *PLC) report(w http.ResponseWriter, r *http.Request, n *store.Node, _ ca.Peer) (any, error) {
 	var in api.Report
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
+	hostKey, err := checkSSH(in.SSHHostKey, in.SSHPort)
+	if err != nil {
+		return nil, err
+	}
+	in.SSHHostKey = hostKey
 	body, err := json.Marshal(in)
 	if err != nil {
 		return nil, err
@@ -303,8 +312,50 @@ func (p *PLC) report(w http.ResponseWriter, r *http.Request, n *store.Node, _ ca
 		if err := tx.PutReport(r.Context(), n.ID, now, body); err != nil {
 			return err
 		}
+		if hostKey != "" && (hostKey != n.SSHHostKey || in.SSHPort != n.SSHPort) {
+			if err := tx.SetNodeSSH(r.Context(), n.Hostname, hostKey, in.SSHPort); err != nil {
+				return err
+			}
+			if err := tx.Audit(r.Context(), store.Event{At: now, Actor: "node " + n.Hostname, Action: "node.ssh_host_key", Object: n.Hostname, Result: "ok"}); err != nil {
+				return err
+			}
+		}
 		return tx.TouchNode(r.Context(), n.Hostname, now)
 	})
+}
+
+// maxHostKey bounds a reported host key: an RSA key of 16,384 bits takes
+// about 2,800 characters.
+const maxHostKey = 8 << 10
+
+// checkSSH checks the SSH gateway fields of a report and returns the host
+// key as "TYPE BASE64", without a comment; "" when the report has neither
+// field (a node older than them).
+func checkSSH(hostKey string, port int) (string, error) {
+	line := strings.TrimSpace(hostKey)
+	if line == "" && port == 0 {
+		return "", nil
+	}
+	if line == "" {
+		return "", fmt.Errorf("ssh_host_key: missing; send the SSH gateway's public host key (\"ssh-ed25519 AAAA…\") with ssh_port, or neither: %w", errdefs.ErrInvalid)
+	}
+	if port < 1 || port > 65535 {
+		return "", fmt.Errorf("ssh_port %d: want the port the SSH gateway listens on, 1 to 65535, sent with ssh_host_key: %w", port, errdefs.ErrInvalid)
+	}
+	if len(line) > maxHostKey {
+		return "", fmt.Errorf("ssh_host_key: over %d bytes; send the SSH gateway's public host key alone: %w", maxHostKey, errdefs.ErrInvalid)
+	}
+	pub, comment, options, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return "", fmt.Errorf("ssh_host_key: not an SSH public key; send the gateway's public host key in authorized_keys form (\"ssh-ed25519 AAAA…\"): %w", errdefs.ErrInvalid)
+	}
+	if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(comment)); err == nil || len(options) != 0 || len(rest) != 0 || strings.ContainsAny(line, "\r\n") {
+		return "", fmt.Errorf("ssh_host_key: want exactly one public key, alone on one line, without authorized_keys options: %w", errdefs.ErrInvalid)
+	}
+	if _, ok := pub.(*ssh.Certificate); ok {
+		return "", fmt.Errorf("ssh_host_key: a certificate; send the host key itself: %w", errdefs.ErrInvalid)
+	}
+	return strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(pub)), "\n"), nil
 }
 
 // sync answers what the node must host once the change number passes

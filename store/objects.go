@@ -100,6 +100,10 @@ type Node struct {
 	Capacity    json.RawMessage // the node's resources, as it reports them
 	LastContact time.Time
 	Created     time.Time
+	// SSHHostKey (authorized_keys form) and SSHPort are the node's SSH
+	// gateway as it last reported it; "" and 0 until it does.
+	SSHHostKey string
+	SSHPort    int
 }
 
 // Slice is a set of slivers across nodes, named <loginbase>_<name>.

@@ -23,4 +23,5 @@ func TestPostgres(t *testing.T) {
 		}
 		return s
 	})
+	t.Run("Upgrade", func(t *testing.T) { testUpgrade(t, srv.NewDatabase) })
 }

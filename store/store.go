@@ -64,6 +64,11 @@ type Store struct {
 // postgresql:// is PostgreSQL; anything else is a SQLite file path
 // (optionally sqlite:PATH).
 func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	return open(ctx, dsn, log, SchemaVersion)
+}
+
+// open is Open migrating to schema version v.
+func open(ctx context.Context, dsn string, log *slog.Logger, v int) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -85,7 +90,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		s.wStmts = &stmtCache{db: s.w, m: map[string]*sql.Stmt{}}
 		s.rStmts = &stmtCache{db: s.r, m: map[string]*sql.Stmt{}}
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, v); err != nil {
 		s.Close()
 		return nil, err
 	}
