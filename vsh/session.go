@@ -21,9 +21,9 @@ var signals = map[string]syscall.Signal{
 
 // session serves one session channel: its requests until a shell or a
 // command starts, then the process, then its exit status.
-func (s *Server) session(ctx context.Context, slice string, ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) session(ctx context.Context, user, slice string, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
-	spec := sliver.ExecSpec{Stdin: ch, Stdout: ch, Stderr: ch.Stderr()}
+	spec := sliver.ExecSpec{User: user, Stdin: ch, Stdout: ch, Stderr: ch.Stderr()}
 	resize := make(chan sliver.WinSize, 4)
 	sigs := make(chan syscall.Signal, 4)
 	spec.Resize, spec.Signals = resize, sigs
@@ -46,7 +46,7 @@ func (s *Server) session(ctx context.Context, slice string, ch ssh.Channel, reqs
 				return
 			}
 			ok = s.request(req, &spec, resize, sigs, started)
-			if !started && (req.Type == "shell" || req.Type == "exec") && ok {
+			if !started && (req.Type == "shell" || req.Type == "exec" || req.Type == "subsystem") && ok {
 				started = true
 				go func(e sliver.ExecSpec) {
 					code, err := s.cfg.Slivers.Exec(ctx, slice, e)
@@ -120,10 +120,31 @@ func (s *Server) request(req *ssh.Request, spec *sliver.ExecSpec, resize chan sl
 		if !ok || started {
 			return false
 		}
+		if args, ok := HelperCommand(cmd); ok && s.cfg.Helper != nil {
+			s.helper(spec, args)
+			return true
+		}
 		spec.Args = []string{"/bin/sh", "-c", cmd}
+		return true
+	case "subsystem":
+		name, _, ok := sshString(p)
+		if !ok || started || name != "sftp" || s.cfg.Helper == nil {
+			return false
+		}
+		s.helper(spec, []string{"sftp-server"})
 		return true
 	}
 	return false
+}
+
+// helper makes spec run the node's file-transfer helper inside the sliver
+// with args (HelperMain's).
+func (s *Server) helper(spec *sliver.ExecSpec, args []string) {
+	spec.Program = s.cfg.Helper
+	spec.Args = append(append([]string(nil), s.cfg.HelperArgs...), args...)
+	if len(s.cfg.HelperArgs) == 0 {
+		spec.Args = append([]string{"plab-helper"}, args...)
+	}
 }
 
 // sshString reads an SSH string (uint32 length, bytes) off p.

@@ -11,12 +11,18 @@
 package vsh
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -35,6 +41,10 @@ type Execer interface {
 	Exec(ctx context.Context, name string, e sliver.ExecSpec) (int, error)
 }
 
+// Dialer connects to addr ("host:port") from inside the sliver of slice,
+// refusing any address outside it (vnet.DialInside).
+type Dialer func(ctx context.Context, slice, addr string) (net.Conn, error)
+
 // Config configures a Server.
 type Config struct {
 	// HostKey is the gateway's host key.
@@ -43,19 +53,47 @@ type Config struct {
 	Keys Keys
 	// Slivers runs the sessions.
 	Slivers Execer
+	// Dial serves local port forwarding (ssh -L); nil refuses it.
+	Dial Dialer
+	// Helper is the static program run inside slivers for file transfer
+	// (scp, sftp): the plab binary, invoked with HelperArgs then
+	// HelperMain's arguments. Nil leaves scp and sftp to the sliver's own
+	// programs.
+	Helper     *os.File
+	HelperArgs []string
 	// IdleTimeout closes a connection with no traffic (default 1 h).
 	IdleTimeout time.Duration
+	// LoginGrace is how long a client has to log in (default 30 s).
+	LoginGrace time.Duration
+	// MaxLogins bounds the connections one source address may have
+	// logging in at once (default 128; sshd's MaxStartups, per source).
+	MaxLogins int
+	// MaxSessions is how many sessions a slice may have open on the node at
+	// once (default 64).
+	MaxSessions int
+	// MaxAuthFailures is how many connections a source address may fail to
+	// authenticate in a minute before it is refused for the rest of that
+	// minute (default 20).
+	MaxAuthFailures int
 	// Log receives logins (who, which slice, from where; never secrets).
 	Log *slog.Logger
 }
 
 // Server is an SSH gateway into slivers.
 type Server struct {
-	cfg  Config
-	ssh  *ssh.ServerConfig
-	log  *slog.Logger
-	wg   sync.WaitGroup
-	done chan struct{}
+	cfg      Config
+	ssh      *ssh.ServerConfig
+	log      *slog.Logger
+	wg       sync.WaitGroup
+	done     chan struct{}
+	failures *failures
+	now      func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]int // slice → open sessions
+	logins   map[string]int // source address → logins under way
+	conns    map[net.Conn]struct{}
+	closed   bool
 }
 
 // New returns a Server.
@@ -66,6 +104,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = time.Hour
 	}
+	if cfg.LoginGrace == 0 {
+		cfg.LoginGrace = 30 * time.Second
+	}
+	if cfg.MaxLogins == 0 {
+		cfg.MaxLogins = 128
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = 64
+	}
+	if cfg.MaxAuthFailures == 0 {
+		cfg.MaxAuthFailures = 20
+	}
+	if cfg.IdleTimeout < 0 || cfg.LoginGrace < 0 || cfg.MaxLogins < 0 || cfg.MaxSessions < 0 || cfg.MaxAuthFailures < 0 {
+		return nil, fmt.Errorf("ssh gateway: idle timeout, session and failure limits must not be negative: %w", errdefs.ErrInvalid)
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -73,20 +126,38 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh gateway: host key: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Log, done: make(chan struct{}), sessions: map[string]int{}, logins: map[string]int{}, conns: map[net.Conn]struct{}{}, now: time.Now}
+	s.failures = &failures{max: cfg.MaxAuthFailures, window: time.Minute, bySource: map[string]*failureCount{}}
 	s.ssh = &ssh.ServerConfig{
 		PublicKeyCallback: s.authorize,
 		ServerVersion:     "SSH-2.0-plab",
 		MaxAuthTries:      6,
 	}
+	// AES only: Go's AES-GCM and AES-CTR use the CPU's AES instructions,
+	// its ChaCha20 does not on amd64 (about half the throughput), and
+	// OpenSSH clients pick ChaCha20 first when it is offered.
+	s.ssh.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"}
 	s.ssh.AddHostKey(signer)
 	return s, nil
 }
 
-// authorize accepts key for user (a slice name) when it is one of the
-// sliver's keys now.
+// Login splits an SSH user name into the slice and the user inside its
+// sliver: "slice" is the sliver's root, "user+slice" that user.
+func Login(name string) (user, slice string) {
+	if u, sl, ok := strings.Cut(name, "+"); ok {
+		return u, sl
+	}
+	return "", name
+}
+
+// authorize accepts key for a login ("slice" or "user+slice") when it is one
+// of the sliver's keys now.
 func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	lines, ok := s.cfg.Keys(meta.User())
+	user, slice := Login(meta.User())
+	if user != "" && !validUser(user) {
+		return nil, errors.New("bad user name")
+	}
+	lines, ok := s.cfg.Keys(slice)
 	if !ok {
 		return nil, errors.New("no such slice here")
 	}
@@ -103,6 +174,19 @@ func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 	return nil, errors.New("key not authorized for this slice")
 }
 
+// validUser accepts the user names a sliver's /etc/passwd can hold.
+func validUser(u string) bool {
+	if len(u) > 32 {
+		return false
+	}
+	for i, c := range u {
+		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
 // Serve accepts connections on ln until it is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	for {
@@ -112,6 +196,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			case <-s.done:
 				return nil
 			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
 			}
 			return err
 		}
@@ -123,54 +211,257 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// Close stops accepting and waits for the sessions' goroutines.
+// Close ends every connection (their processes are killed) and waits for
+// them; Serve returns once its listener is closed.
 func (s *Server) Close() {
-	close(s.done)
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
 func (s *Server) handle(nc net.Conn) {
 	defer nc.Close()
-	ic := &idleConn{Conn: nc, timeout: s.cfg.IdleTimeout}
-	ic.touch()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.conns[nc] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, nc)
+		s.mu.Unlock()
+	}()
+	from := nc.RemoteAddr().String()
+	source, _, _ := net.SplitHostPort(from)
+	if !s.failures.allowed(source, s.now()) {
+		s.log.Warn("ssh connection refused: too many failed logins from this address", "from", from)
+		return
+	}
+	if !s.startLogin(source) {
+		s.log.Warn("ssh connection refused: too many logins under way from this address", "from", from)
+		return
+	}
+	// The login must finish within LoginGrace, however slowly the client
+	// trickles bytes; then the idle timeout applies.
+	ic := &idleConn{Conn: nc}
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.LoginGrace))
 	conn, chans, reqs, err := ssh.NewServerConn(ic, s.ssh)
+	s.endLogin(source)
 	if err != nil {
-		s.log.Info("ssh login refused", "from", nc.RemoteAddr().String(), "err", err)
+		s.failures.add(source, s.now())
+		s.log.Info("ssh login refused", "from", from, "err", err)
 		return
 	}
 	defer conn.Close()
-	slice := conn.User()
-	s.log.Info("ssh login", "slice", slice, "key", conn.Permissions.Extensions["fp"], "from", nc.RemoteAddr().String())
-	go ssh.DiscardRequests(reqs)
+	ic.timeout.Store(int64(s.cfg.IdleTimeout))
+	ic.touch()
+	user, slice := Login(conn.User())
+	s.log.Info("ssh login", "slice", slice, "user", cmp.Or(user, "root"), "key", conn.Permissions.Extensions["fp"], "from", from)
+	go s.globalRequests(slice, reqs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
 	for nch := range chans {
-		if nch.ChannelType() != "session" {
-			nch.Reject(ssh.Prohibited, "only sessions are served")
-			continue
+		switch nch.ChannelType() {
+		case "session":
+			if !s.acquire(slice) {
+				nch.Reject(ssh.ResourceShortage, fmt.Sprintf("slice %s has %d sessions open on this node, the most it may; close one and try again", slice, s.cfg.MaxSessions))
+				continue
+			}
+			ch, creqs, err := nch.Accept()
+			if err != nil {
+				s.release(slice)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer s.release(slice)
+				s.session(ctx, user, slice, ch, creqs)
+			}()
+		case "direct-tcpip":
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.forward(ctx, slice, nch)
+			}()
+		default:
+			nch.Reject(ssh.UnknownChannelType, "only sessions and local forwarding (-L) are served")
 		}
-		ch, creqs, err := nch.Accept()
-		if err != nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.session(ctx, slice, ch, creqs)
-		}()
 	}
 	cancel()
 	wg.Wait()
 }
 
-// idleConn closes itself after timeout without traffic.
-type idleConn struct {
-	net.Conn
-	timeout time.Duration
+// globalRequests refuses remote forwarding (-R) and whatever else a client
+// asks of the connection.
+func (s *Server) globalRequests(slice string, reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		if req.Type == "tcpip-forward" || req.Type == "streamlocal-forward@openssh.com" {
+			s.log.Info("ssh remote forwarding refused", "slice", slice)
+		}
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+	}
 }
 
-func (c *idleConn) touch() { _ = c.Conn.SetDeadline(time.Now().Add(c.timeout)) }
+// forward serves one direct-tcpip channel (ssh -L): a connection to an
+// address inside the sliver.
+func (s *Server) forward(ctx context.Context, slice string, nch ssh.NewChannel) {
+	var p struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nch.ExtraData(), &p); err != nil || p.Port == 0 || p.Port > 65535 {
+		nch.Reject(ssh.ConnectionFailed, "malformed forwarding request")
+		return
+	}
+	if s.cfg.Dial == nil {
+		nch.Reject(ssh.Prohibited, "port forwarding is not offered by this node")
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := s.cfg.Dial(dctx, slice, net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))))
+	cancel()
+	if err != nil {
+		nch.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	defer conn.Close()
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(ch, conn)
+		_ = ch.CloseWrite()
+		close(done)
+	}()
+	_, _ = io.Copy(conn, ch)
+	if tc, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// acquire takes one of slice's session slots.
+func (s *Server) acquire(slice string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[slice] >= s.cfg.MaxSessions {
+		return false
+	}
+	s.sessions[slice]++
+	return true
+}
+
+func (s *Server) release(slice string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[slice]--; s.sessions[slice] <= 0 {
+		delete(s.sessions, slice)
+	}
+}
+
+// failures counts, per source address, the connections that failed to
+// log in during the current window.
+type failures struct {
+	max      int
+	window   time.Duration
+	mu       sync.Mutex
+	bySource map[string]*failureCount
+}
+
+type failureCount struct {
+	n     int
+	since time.Time
+}
+
+// allowed says whether source may try to log in now.
+func (f *failures) allowed(source string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.bySource[source]
+	if c == nil {
+		return true
+	}
+	if now.Sub(c.since) >= f.window {
+		delete(f.bySource, source)
+		return true
+	}
+	return c.n < f.max
+}
+
+// add counts a failed login from source.
+func (f *failures) add(source string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.bySource[source]
+	if c == nil || now.Sub(c.since) >= f.window {
+		c = &failureCount{since: now}
+		f.bySource[source] = c
+		// Forget sources whose window is over, so the map stays small.
+		if len(f.bySource) > 4096 {
+			for k, v := range f.bySource {
+				if now.Sub(v.since) >= f.window {
+					delete(f.bySource, k)
+				}
+			}
+		}
+	}
+	c.n++
+}
+
+// startLogin counts a login under way from source, refusing beyond
+// MaxLogins at once.
+func (s *Server) startLogin(source string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logins[source] >= s.cfg.MaxLogins {
+		return false
+	}
+	s.logins[source]++
+	return true
+}
+
+func (s *Server) endLogin(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logins[source]--; s.logins[source] <= 0 {
+		delete(s.logins, source)
+	}
+}
+
+// idleConn closes itself after timeout without traffic, once timeout is
+// set (0: the deadline already set stands).
+type idleConn struct {
+	net.Conn
+	timeout atomic.Int64
+}
+
+func (c *idleConn) touch() {
+	if t := c.timeout.Load(); t > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(time.Duration(t)))
+	}
+}
 
 func (c *idleConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)

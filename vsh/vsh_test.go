@@ -29,7 +29,7 @@ import (
 
 // keyFile makes an ed25519 key for the OpenSSH client and returns its path
 // and authorized_keys line.
-func keyFile(t *testing.T) (string, string) {
+func keyFile(t testing.TB) (string, string) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -47,15 +47,27 @@ func keyFile(t *testing.T) (string, string) {
 	return path, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
 }
 
-// gateway is a real sliver backend with two slivers behind a Server on
+// gateway is a real sliver backend with slivers behind a Server on
 // loopback, and keys the test changes.
 type gateway struct {
 	addr string
+	srv  *Server
+	b    *oci.Backend
 	mu   sync.Mutex
 	keys map[string][]string
 }
 
-func newGateway(t *testing.T) *gateway {
+// gatewayOpts shape a test gateway: which slivers (default site_a and
+// site_b), with which image each, and changes to the Server's Config.
+type gatewayOpts struct {
+	slivers []string
+	images  func(b *oci.Backend) map[string]string
+	config  func(*Config, *oci.Backend)
+}
+
+func newGateway(t *testing.T) *gateway { return newGatewayWith(t, gatewayOpts{}) }
+
+func newGatewayWith(t testing.TB, o gatewayOpts) *gateway {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "runc", "mkfs.btrfs", "busybox", "ssh")
@@ -63,8 +75,11 @@ func newGateway(t *testing.T) *gateway {
 	for d := dir; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
 		_ = os.Chmod(d, 0o711)
 	}
+	if o.slivers == nil {
+		o.slivers = []string{"site_a", "site_b"}
+	}
 	cfg := oci.Config{StateDir: filepath.Join(dir, "state"), RunDir: filepath.Join(dir, "run"),
-		CgroupParent: fmt.Sprintf("plabvshtest-%d", os.Getpid()), UIDBase: 0xC0000000 + uint32(os.Getpid()%64)*0x100000, MaxSlivers: 8,
+		CgroupParent: fmt.Sprintf("plabvshtest-%d", os.Getpid()), UIDBase: 0xC0000000 + uint32(os.Getpid()%64)*0x100000, MaxSlivers: len(o.slivers) + 2,
 		LayerImageSize: 2 << 30}
 	b, err := oci.New(context.Background(), cfg)
 	if err != nil {
@@ -76,8 +91,12 @@ func newGateway(t *testing.T) *gateway {
 			t.Errorf("Cleanup: %v", err)
 		}
 	})
-	for _, name := range []string{"site_a", "site_b"} {
-		if _, err := b.Create(context.Background(), sliver.Spec{Name: name}); err != nil {
+	images := map[string]string{}
+	if o.images != nil {
+		images = o.images(b)
+	}
+	for _, name := range o.slivers {
+		if _, err := b.Create(context.Background(), sliver.Spec{Name: name, Image: images[name]}); err != nil {
 			t.Fatal(err)
 		}
 		if err := b.Start(context.Background(), name); err != nil {
@@ -88,13 +107,17 @@ func newGateway(t *testing.T) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{keys: map[string][]string{}}
-	srv, err := New(Config{HostKey: hk, Slivers: b, Keys: func(slice string) ([]string, bool) {
+	g := &gateway{keys: map[string][]string{}, b: b}
+	c := Config{HostKey: hk, Slivers: b, Keys: func(slice string) ([]string, bool) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		k, ok := g.keys[slice]
 		return k, ok
-	}})
+	}}
+	if o.config != nil {
+		o.config(&c, b)
+	}
+	srv, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +127,7 @@ func newGateway(t *testing.T) *gateway {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { ln.Close(); srv.Close() })
-	g.addr = ln.Addr().String()
+	g.addr, g.srv = ln.Addr().String(), srv
 	return g
 }
 
@@ -116,13 +139,24 @@ func (g *gateway) setKeys(slice string, keys ...string) {
 
 // ssh runs the OpenSSH client as user@gateway with key, and returns its
 // stdout, stderr and exit code.
-func (g *gateway) ssh(t *testing.T, key, user string, cmd ...string) (string, string, int) {
+func (g *gateway) ssh(t testing.TB, key, user string, cmd ...string) (string, string, int) {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(g.addr)
-	args := append([]string{"-F", "/dev/null", "-i", key, "-p", port, "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
-		user + "@" + host}, cmd...)
-	c := exec.Command("ssh", args...)
+	host, _, _ := net.SplitHostPort(g.addr)
+	return g.run(t, "ssh", append(append(g.sshOpts(key, "-p"), user+"@"+host), cmd...)...)
+}
+
+// sshOpts are the OpenSSH options every test uses, with the port given by
+// portFlag (-p for ssh, -P for scp and sftp).
+func (g *gateway) sshOpts(key, portFlag string) []string {
+	_, port, _ := net.SplitHostPort(g.addr)
+	return []string{"-F", "/dev/null", "-i", key, portFlag, port, "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"}
+}
+
+// run runs an OpenSSH tool and returns its stdout, stderr and exit code.
+func (g *gateway) run(t testing.TB, name string, args ...string) (string, string, int) {
+	t.Helper()
+	c := exec.Command(name, args...)
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()

@@ -103,7 +103,7 @@ researchers get slices: isolated lightweight VMs (slivers) on many nodes.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nTry: %s --help", err, c.CommandPath())}
 	})
-	root.AddCommand(newSliverCmd(g), newImageCmd(g), newNodeCmd(g), newPLCCmd(g), newTicketCmd(g), newBenchCmd(g), newVersionCmd(g))
+	root.AddCommand(newSliverCmd(g), newImageCmd(g), newNodeCmd(g), newPLCCmd(g), newTicketCmd(g), newBenchCmd(g), newVersionCmd(g), newVSHHelperCmd())
 	return root
 }
 
