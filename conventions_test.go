@@ -109,7 +109,7 @@ var boundaries = map[string][]string{
 	// The node manager drives slivers through the sliver contract; which
 	// backend runs them is the command's choice. It never touches PLC's
 	// store.
-	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor", "vnet"},
+	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor", "vnet", "vsh"},
 	// Sliver networking knows nothing of leases, PLC or the sliver backend.
 	"vnet": {"errdefs"},
 	// The SSH gateway sees slivers through Exec and keys through a

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/plab/plab/cred"
@@ -77,6 +78,15 @@ type Config struct {
 	// ReservedPorts are ports the host itself uses; no slice may reserve
 	// them ("tcp/22").
 	ReservedPorts []string `json:"reserved_ports,omitempty"`
+	// SSHListen is the SSH gateway's address (default :22; "off" runs no
+	// gateway). The host's own sshd must then listen elsewhere (PlanetLab
+	// moved it to port 806).
+	SSHListen string `json:"ssh_listen,omitempty"`
+	// SSHMaxSessions is how many SSH sessions one slice may have open on
+	// the node at once (default 64).
+	SSHMaxSessions int `json:"ssh_max_sessions,omitempty"`
+	// SSHIdleTimeout closes an SSH connection without traffic (default 1h).
+	SSHIdleTimeout Duration `json:"ssh_idle_timeout,omitempty"`
 }
 
 // HostReserve is what the host keeps for itself.
@@ -106,6 +116,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // Defaults of Config.
 const (
 	DefaultListen         = ":8140"
+	DefaultSSHListen      = ":22"
 	DefaultMaxSlivers     = 1000
 	DefaultGrace          = time.Minute
 	DefaultReportInterval = 10 * time.Second
@@ -114,6 +125,9 @@ const (
 func (c Config) withDefaults() Config {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
+	}
+	if c.SSHListen == "" {
+		c.SSHListen = DefaultSSHListen
 	}
 	if c.MaxSlivers == 0 {
 		c.MaxSlivers = DefaultMaxSlivers
@@ -160,6 +174,12 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
 		return bad("listen %q: want host:port such as :8140", c.Listen)
 	}
+	if _, _, err := net.SplitHostPort(c.SSHListen); c.SSHListen != "" && c.SSHListen != "off" && err != nil {
+		return bad("ssh_listen %q: want host:port such as :22, or off", c.SSHListen)
+	}
+	if c.SSHMaxSessions < 0 {
+		return bad("ssh_max_sessions must not be negative")
+	}
 	if c.Address != "" {
 		if a, err := netip.ParseAddr(c.Address); err != nil || !a.Is4() {
 			return bad("address %q: want the node's IPv4 address", c.Address)
@@ -174,6 +194,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("node config: reserved_ports: %w", err)
 	}
 	return nil
+}
+
+// hostPorts are the ports the host itself serves on: the node API, the SSH
+// gateway and the configured reserved ports. No slice may reserve them.
+func (c Config) hostPorts() []vnet.PortRange {
+	ports, _ := vnet.ParsePorts(c.ReservedPorts)
+	for _, addr := range []string{c.Listen, c.SSHListen} {
+		if _, p, err := net.SplitHostPort(addr); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 {
+				ports = append(ports, vnet.PortRange{Proto: "tcp", Lo: uint16(n), High: uint16(n)})
+			}
+		}
+	}
+	return ports
 }
 
 // Files of a node's state directory.

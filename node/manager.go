@@ -100,7 +100,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Manager, error) {
 	if o.Backend == nil || o.Key == nil || o.Trust == nil {
 		return nil, fmt.Errorf("node manager needs a sliver backend, the node's key and PLC's ticket keys: %w", errdefs.ErrInvalid)
 	}
-	hostPorts, _ := vnet.ParsePorts(cfg.ReservedPorts)
+	hostPorts := cfg.hostPorts()
 	bandwidth := cfg.BandwidthCap
 	if o.Net != nil {
 		// What HTB promises the node and each sliver's floor comes off
@@ -744,3 +744,6 @@ func (m *Manager) keyByFingerprint(fp cred.Fingerprint) (string, bool) {
 
 // Listen is the configured address of the node API.
 func (m *Manager) Listen() string { return m.cfg.Listen }
+
+// SSHListen is the SSH gateway's configured address.
+func (m *Manager) SSHListen() string { return m.cfg.SSHListen }

@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plab/plab/api"
@@ -23,6 +25,7 @@ import (
 	"github.com/plab/plab/monitor"
 	"github.com/plab/plab/sliver"
 	"github.com/plab/plab/vnet"
+	"github.com/plab/plab/vsh"
 )
 
 // Node is one running node: the manager, its sync with PLC, the resource
@@ -32,10 +35,16 @@ type Node struct {
 	Sync    *Syncer
 	Monitor *monitor.Monitor
 	API     *API
-	net     *vnet.Net // nil: no sliver networking
-	flows   *vnet.FlowLog
-	tls     *tls.Config
-	log     *slog.Logger
+	// SSH is the SSH gateway (nil when ssh_listen is off); SSHHostKey its
+	// public key in authorized_keys form.
+	SSH        *vsh.Server
+	SSHHostKey string
+	helper     *os.File
+	sshPort    atomic.Int32 // the gateway's bound port, once it serves
+	net        *vnet.Net    // nil: no sliver networking
+	flows      *vnet.FlowLog
+	tls        *tls.Config
+	log        *slog.Logger
 }
 
 // StartOptions are what Start needs besides the state directory.
@@ -48,6 +57,9 @@ type StartOptions struct {
 	Version string
 	// SyncBackoff is the first wait after a failed poll of PLC (default 1 s).
 	SyncBackoff time.Duration
+	// Helper is the static plab binary the SSH gateway runs inside slivers
+	// for scp and sftp (default: this program, which must then be static).
+	Helper string
 	// Log receives what the node does (nil: discard).
 	Log *slog.Logger
 }
@@ -122,11 +134,18 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 		Send: func(ctx context.Context, r api.Report) error {
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
+			if port := n.sshPort.Load(); port > 0 {
+				r.SSHHostKey, r.SSHPort = n.SSHHostKey, int(port)
+			}
 			return plc.Do(ctx, "POST", "/v1/node/report", r, nil)
 		},
 		Log: o.Log.With("subsystem", "monitor"),
 	})
 	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if err := n.startSSH(dir, cfg, o); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -145,6 +164,62 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 		return verify(cs)
 	}
 	return n, nil
+}
+
+// startSSH makes the SSH gateway unless ssh_listen is off: its host key
+// (made at the first start), the sliver keys of the moment, forwarding
+// into slivers only, and the helper for file transfer.
+func (n *Node) startSSH(dir string, cfg Config, o StartOptions) error {
+	if cfg.withDefaults().SSHListen == "off" {
+		return nil
+	}
+	key, pub, err := LoadHostKey(dir)
+	if err != nil {
+		return err
+	}
+	path := o.Helper
+	if path == "" {
+		if path, err = os.Executable(); err != nil {
+			return fmt.Errorf("ssh gateway: find the plab binary for scp and sftp: %w", err)
+		}
+	}
+	if n.helper, err = os.Open(path); err != nil {
+		return fmt.Errorf("ssh gateway: open the helper for scp and sftp: %w", err)
+	}
+	n.SSH, err = vsh.New(vsh.Config{
+		HostKey: key, Keys: n.M.AuthorizedKeys, Slivers: o.Backend, Dial: n.M.DialSliver,
+		Helper: n.helper, HelperArgs: []string{"plab", "vsh-helper"},
+		IdleTimeout: cfg.SSHIdleTimeout.d(), MaxSessions: cfg.SSHMaxSessions,
+		Log: o.Log.With("subsystem", "ssh"),
+	})
+	if err != nil {
+		n.helper.Close()
+		return err
+	}
+	n.SSHHostKey = pub
+	return nil
+}
+
+// ServeSSH runs the SSH gateway on ln until ctx ends, then closes its
+// connections.
+func (n *Node) ServeSSH(ctx context.Context, ln net.Listener) error {
+	if n.SSH == nil {
+		return fmt.Errorf("the SSH gateway is off (ssh_listen); set ssh_listen in config.json: %w", errdefs.ErrInvalid)
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	n.log.Info("ssh gateway serving", "addr", ln.Addr().String(), "host_key", n.SSHHostKey)
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		n.sshPort.Store(int32(a.Port))
+		n.Monitor.Trigger() // PLC learns the key and port now
+	}
+	err := n.SSH.Serve(ln)
+	if ctx.Err() != nil {
+		err = nil
+	}
+	return err
 }
 
 // checkCertificate refuses a node certificate that is not for this node
@@ -209,6 +284,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 // Close closes the manager. The slivers keep running, and so does their
 // networking.
 func (n *Node) Close() error {
+	if n.SSH != nil {
+		n.SSH.Close()
+	}
+	if n.helper != nil {
+		n.helper.Close()
+	}
 	n.closeNet()
 	return n.M.Close()
 }

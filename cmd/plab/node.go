@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -113,7 +114,7 @@ the token at PLC (POST /v1/nodes/HOST/token); the CA fingerprint is the one
 }
 
 func newNodeServeCmd(g *globals) *cobra.Command {
-	var listen string
+	var listen, sshListen string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the node: node API, leases, sync with PLC, resource monitor",
@@ -146,10 +147,32 @@ lease.`,
 					return fmt.Errorf("node API: %w; choose another --listen", err)
 				}
 				fmt.Fprintf(g.stdout, "node %s serving on %s\n", n.M.Hostname(), ln.Addr())
-				return n.Serve(ctx, ln)
+				if n.SSH == nil {
+					return n.Serve(ctx, ln)
+				}
+				if sshListen == "" {
+					sshListen = n.M.SSHListen()
+				}
+				sln, err := net.Listen("tcp", sshListen)
+				if err != nil {
+					ln.Close()
+					return fmt.Errorf("ssh gateway: %w; if the host's own sshd holds the port, move it (PlanetLab used 806) or choose another --ssh-listen (ssh_listen in config.json, or off)", err)
+				}
+				fmt.Fprintf(g.stdout, "ssh gateway on %s, host key %s\n", sln.Addr(), n.SSHHostKey)
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				sshErr := make(chan error, 1)
+				go func() { sshErr <- n.ServeSSH(ctx, sln); cancel() }()
+				err = n.Serve(ctx, ln)
+				cancel()
+				if serr := <-sshErr; err == nil {
+					err = serr
+				}
+				return err
 			})
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "", "address of the node API (default: the configuration's)")
+	c.Flags().StringVar(&sshListen, "ssh-listen", "", "address of the SSH gateway (default: the configuration's, :22)")
 	return c
 }

@@ -22,6 +22,8 @@ type User struct {
 	ID    cred.Identity
 	// Pub is the authorized_keys line of the key.
 	Pub string
+	// KeyFile holds the private key (OpenSSH format, 0600), for ssh -i.
+	KeyFile string
 }
 
 // Fingerprint names the user's key.
@@ -50,5 +52,5 @@ func NewUser(t testing.TB, email string) *User {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &User{Email: email, ID: id, Pub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + email}
+	return &User{Email: email, ID: id, Pub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " " + email, KeyFile: path}
 }
