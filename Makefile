@@ -8,7 +8,7 @@ BIN := bin/plab
 MODULE := github.com/plab/plab
 
 # Debian packages the node and the tests use.
-DEB_PACKAGES := runc busybox-static btrfs-progs iproute2 nftables openssh-client tmux postgresql
+DEB_PACKAGES := runc busybox-static btrfs-progs iproute2 nftables openssh-client tmux postgresql rsync
 
 .PHONY: help
 help: ## List the targets
@@ -79,13 +79,15 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 1m; 20000x means that many i
 	done
 
 .PHONY: bench
-bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), credentials (signing, verification, handshakes) the node (redemption, convergence) and sliver networking (setup, rate accuracy) (root)
+bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), credentials (signing, verification, handshakes) the node (redemption, convergence), sliver networking (setup, rate accuracy) and the SSH gateway (session setup, scp against OpenSSH's sshd) (root)
 	$(BIN) bench slivers --count 1000
 	$(GO) test -run='^$$' -bench=. -benchtime=2s -cpu 1 ./cred/...
 	PLAB_BENCH_LEVELS=1,100,1000 $(GO) test -run='^$$' -bench=Redeem -benchtime=50x -timeout=30m ./node
 	PLAB_BENCH_SLICES=100 $(GO) test -run='^$$' -bench=Converge -benchtime=1x ./node
 	PLAB_BENCH_SLICES=1000 $(GO) test -run='^$$' -bench=Converge -benchtime=1x -timeout=30m ./node
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=30m ./vnet
+	./hack/sshd-deps bin/deps/sshd
+	$(GO) test -run='^$$' -bench='SessionSetup|SCPThroughput' -benchtime=30x -timeout=30m ./vsh
 
 .PHONY: demo
 demo: deps build ## Slivers on this machine: create, run commands in, list (root)
