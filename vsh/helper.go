@@ -41,7 +41,8 @@ func sftpServer(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vsh-helper sftp-server: takes no arguments, got %q\n", args)
 		return 1
 	}
-	srv, err := sftp.NewServer(stdio{stdin, stdout})
+	shim := newLimitsShim(stdin, stdout)
+	srv, err := sftp.NewServer(shim, sftp.WithMaxTxPacket(sftpMaxRead))
 	if err != nil {
 		fmt.Fprintf(stderr, "vsh-helper sftp-server: %v\n", err)
 		return 1
@@ -51,26 +52,6 @@ func sftpServer(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// stdio is a session's stdin and stdout as one stream. Closing it closes
-// both where they can be, which is how the SFTP server stops reading after
-// a broken packet.
-type stdio struct {
-	io.Reader
-	io.Writer
-}
-
-func (s stdio) Close() error {
-	var err error
-	for _, x := range []any{s.Reader, s.Writer} {
-		if c, ok := x.(io.Closer); ok {
-			if e := c.Close(); err == nil {
-				err = e
-			}
-		}
-	}
-	return err
 }
 
 // HelperCommand says whether the command line of an SSH exec request is a
