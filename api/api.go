@@ -100,6 +100,9 @@ type Node struct {
 	// SSHPort is the port of the node's SSH gateway, reported with
 	// SSHHostKey; PLC ignores it in a request.
 	SSHPort int `json:"ssh_port,omitempty"`
+	// APIPort is the port of the node's API, as the node last reported
+	// it (users reach https://ADDRESS:APIPort); PLC ignores it in a request.
+	APIPort int `json:"api_port,omitempty"`
 }
 
 // Boot states of a node.
@@ -270,6 +273,9 @@ type Report struct {
 	// SSHPort is the port the node's SSH gateway listens on (1 to
 	// 65535), sent with SSHHostKey.
 	SSHPort int `json:"ssh_port,omitempty"`
+	// APIPort is the port the node's API listens on (1 to 65535); a
+	// report without it leaves the stored one.
+	APIPort int `json:"api_port,omitempty"`
 }
 
 // SliceUsage is one slice's use of a node.

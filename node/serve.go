@@ -41,6 +41,7 @@ type Node struct {
 	SSHHostKey string
 	helper     *os.File
 	sshPort    atomic.Int32 // the gateway's bound port, once it serves
+	apiPort    atomic.Int32 // the API's bound port, once it serves
 	net        *vnet.Net    // nil: no sliver networking
 	flows      *vnet.FlowLog
 	tls        *tls.Config
@@ -137,6 +138,7 @@ func Start(ctx context.Context, dir string, o StartOptions) (*Node, error) {
 			if port := n.sshPort.Load(); port > 0 {
 				r.SSHHostKey, r.SSHPort = n.SSHHostKey, int(port)
 			}
+			r.APIPort = int(n.apiPort.Load())
 			return plc.Do(ctx, "POST", "/v1/node/report", r, nil)
 		},
 		Log: o.Log.With("subsystem", "monitor"),
@@ -259,6 +261,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 				}
 			}
 		}()
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		n.apiPort.Store(int32(a.Port))
 	}
 	n.Monitor.Trigger() // a first report at once
 	go func() {

@@ -98,11 +98,12 @@ func TestSSHGateway(t *testing.T) {
 	for {
 		var rec api.Node
 		w.plc.Do(w.plc.Admin, "GET", "/v1/nodes/"+n.host, nil, &rec)
-		if rec.SSHHostKey == key && rec.SSHPort == port {
+		_, apiPort, _ := net.SplitHostPort(n.addr)
+		if rec.SSHHostKey == key && rec.SSHPort == port && strconv.Itoa(rec.APIPort) == apiPort {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("PLC's record of the node = key %q port %d; want %q port %d", rec.SSHHostKey, rec.SSHPort, key, port)
+			t.Fatalf("PLC's record of the node = key %q port %d API port %d; want %q port %d, API port %s", rec.SSHHostKey, rec.SSHPort, rec.APIPort, key, port, apiPort)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

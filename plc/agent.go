@@ -303,6 +303,9 @@ func (p *PLC) report(w http.ResponseWriter, r *http.Request, n *store.Node, _ ca
 		return nil, err
 	}
 	in.SSHHostKey = hostKey
+	if in.APIPort < 0 || in.APIPort > 65535 {
+		return nil, fmt.Errorf("api_port %d: want the port the node API listens on, 1 to 65535: %w", in.APIPort, errdefs.ErrInvalid)
+	}
 	body, err := json.Marshal(in)
 	if err != nil {
 		return nil, err
@@ -317,6 +320,11 @@ func (p *PLC) report(w http.ResponseWriter, r *http.Request, n *store.Node, _ ca
 				return err
 			}
 			if err := tx.Audit(r.Context(), store.Event{At: now, Actor: "node " + n.Hostname, Action: "node.ssh_host_key", Object: n.Hostname, Result: "ok"}); err != nil {
+				return err
+			}
+		}
+		if in.APIPort != 0 && in.APIPort != n.APIPort {
+			if err := tx.SetNodeAPIPort(r.Context(), n.Hostname, in.APIPort); err != nil {
 				return err
 			}
 		}

@@ -629,7 +629,7 @@ func (p *PLC) deleteKey(w http.ResponseWriter, r *http.Request) (any, error) {
 func toNode(ctx context.Context, tx *store.Tx, n *store.Node) (api.Node, error) {
 	site, err := siteName(ctx, tx, n.SiteID)
 	out := api.Node{Hostname: n.Hostname, Site: site, Addresses: n.Addresses, BootState: n.BootState, Tags: n.Tags, LastContact: n.LastContact, Created: n.Created,
-		SSHHostKey: n.SSHHostKey, SSHPort: n.SSHPort}
+		SSHHostKey: n.SSHHostKey, SSHPort: n.SSHPort, APIPort: n.APIPort}
 	if len(n.Capacity) > 0 {
 		out.Capacity = new(api.Resources)
 		if err := json.Unmarshal(n.Capacity, out.Capacity); err != nil {

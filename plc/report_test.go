@@ -92,6 +92,28 @@ func testReportSSH(t *testing.T, dsn string) {
 	if err := report(api.Report{Slivers: 3, SSHHostKey: key1, SSHPort: 2222}); err != nil {
 		t.Fatalf("the same host key again: %v", err)
 	}
+	// The API's port: recorded, kept by reports without it, a bad one
+	// refused with nothing stored.
+	if err := report(api.Report{Slivers: 3, APIPort: 8140}); err != nil {
+		t.Fatalf("report with the API port: %v", err)
+	}
+	if err := report(api.Report{Slivers: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if n := node(); n.APIPort != 8140 {
+		t.Errorf("node's API port = %d, want 8140", n.APIPort)
+	}
+	for _, bad := range []int{-1, 65536} {
+		err := report(api.Report{Slivers: 9, APIPort: bad})
+		var re *api.ResponseError
+		if !errors.As(err, &re) || re.Status != http.StatusBadRequest || !strings.Contains(re.Error(), "api_port") {
+			t.Errorf("report with api_port %d = %v; want 400 naming api_port", bad, err)
+		}
+		if n := node(); n.APIPort != 8140 || slivers() != 3 {
+			t.Errorf("a refused report changed the node: port %d, slivers %d", n.APIPort, slivers())
+		}
+	}
+
 	before := node()
 	if before.SSHHostKey != key1 || before.SSHPort != 2222 {
 		t.Errorf("node after reports without or with the same SSH fields = %q port %d; want them kept", before.SSHHostKey, before.SSHPort)

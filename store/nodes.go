@@ -10,13 +10,13 @@ import (
 
 // ---- nodes
 
-const nodeCols = `id, hostname, site_id, addresses, boot_state, key, capacity, last_contact, created, ssh_host_key, ssh_port`
+const nodeCols = `id, hostname, site_id, addresses, boot_state, key, capacity, last_contact, created, ssh_host_key, ssh_port, api_port`
 
 func scanNode(sc interface{ Scan(...any) error }) (*Node, error) {
 	var n Node
 	var addrs, capacity string
 	var last, created int64
-	if err := sc.Scan(&n.ID, &n.Hostname, &n.SiteID, &addrs, &n.BootState, &n.Key, &capacity, &last, &created, &n.SSHHostKey, &n.SSHPort); err != nil {
+	if err := sc.Scan(&n.ID, &n.Hostname, &n.SiteID, &addrs, &n.BootState, &n.Key, &capacity, &last, &created, &n.SSHHostKey, &n.SSHPort, &n.APIPort); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(addrs), &n.Addresses); err != nil {
@@ -51,8 +51,8 @@ func (t *Tx) CreateNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	id, err := t.insert(ctx, `INSERT INTO nodes (hostname, site_id, addresses, boot_state, key, capacity, last_contact, created, ssh_host_key, ssh_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		n.Hostname, n.SiteID, addrs, n.BootState, n.Key, capacity, unix(n.LastContact), stamp(&n.Created), n.SSHHostKey, n.SSHPort)
+	id, err := t.insert(ctx, `INSERT INTO nodes (hostname, site_id, addresses, boot_state, key, capacity, last_contact, created, ssh_host_key, ssh_port, api_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.Hostname, n.SiteID, addrs, n.BootState, n.Key, capacity, unix(n.LastContact), stamp(&n.Created), n.SSHHostKey, n.SSHPort, n.APIPort)
 	if err != nil {
 		return wrap(err, "node", n.Hostname)
 	}
@@ -152,8 +152,8 @@ func (t *Tx) UpdateNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	res, err := t.exec(ctx, `UPDATE nodes SET hostname = ?, site_id = ?, addresses = ?, boot_state = ?, key = ?, capacity = ?, last_contact = ?, ssh_host_key = ?, ssh_port = ? WHERE id = ?`,
-		n.Hostname, n.SiteID, addrs, n.BootState, n.Key, capacity, unix(n.LastContact), n.SSHHostKey, n.SSHPort, n.ID)
+	res, err := t.exec(ctx, `UPDATE nodes SET hostname = ?, site_id = ?, addresses = ?, boot_state = ?, key = ?, capacity = ?, last_contact = ?, ssh_host_key = ?, ssh_port = ?, api_port = ? WHERE id = ?`,
+		n.Hostname, n.SiteID, addrs, n.BootState, n.Key, capacity, unix(n.LastContact), n.SSHHostKey, n.SSHPort, n.APIPort, n.ID)
 	if err := changed(res, err, "node", n.Hostname); err != nil {
 		return err
 	}
@@ -170,6 +170,12 @@ func (t *Tx) TouchNode(ctx context.Context, hostname string, at time.Time) error
 // node's SSH gateway.
 func (t *Tx) SetNodeSSH(ctx context.Context, hostname, hostKey string, port int) error {
 	res, err := t.exec(ctx, `UPDATE nodes SET ssh_host_key = ?, ssh_port = ? WHERE hostname = ?`, hostKey, port, hostname)
+	return changed(res, err, "node", hostname)
+}
+
+// SetNodeAPIPort records the port of the node's API.
+func (t *Tx) SetNodeAPIPort(ctx context.Context, hostname string, port int) error {
+	res, err := t.exec(ctx, `UPDATE nodes SET api_port = ? WHERE hostname = ?`, port, hostname)
 	return changed(res, err, "node", hostname)
 }
 

@@ -104,6 +104,8 @@ type Node struct {
 	// gateway as it last reported it; "" and 0 until it does.
 	SSHHostKey string
 	SSHPort    int
+	// APIPort is the port of the node's API as it last reported it.
+	APIPort int
 }
 
 // Slice is a set of slivers across nodes, named <loginbase>_<name>.

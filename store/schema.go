@@ -147,10 +147,11 @@ var migrations = []string{
 		object TEXT NOT NULL,
 		result TEXT NOT NULL
 	);`,
-	// 2: the host key and port of each node's SSH gateway, as it reports
-	// them ('' and 0 until it does).
+	// 2: the host key and port of each node's SSH gateway, and its API's
+	// port, as it reports them ('' and 0 until it does).
 	`ALTER TABLE nodes ADD COLUMN ssh_host_key TEXT NOT NULL DEFAULT '';
-	ALTER TABLE nodes ADD COLUMN ssh_port INTEGER NOT NULL DEFAULT 0`,
+	ALTER TABLE nodes ADD COLUMN ssh_port INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE nodes ADD COLUMN api_port INTEGER NOT NULL DEFAULT 0`,
 }
 
 // SchemaVersion is the version Open migrates to.
