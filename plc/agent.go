@@ -291,8 +291,9 @@ func (p *PLC) enroll(w http.ResponseWriter, r *http.Request) (any, error) {
 	return created{out}, nil
 }
 
-// report stores a node's resource report, and the host key and port of
-// its SSH gateway when the report has them. A new key or port is audited.
+// report stores a node's resource report, the host key and port of its
+// SSH gateway when the report has them (a new key or port is audited), and
+// its API's port when the report has it.
 func (p *PLC) report(w http.ResponseWriter, r *http.Request, n *store.Node, _ ca.Peer) (any, error) {
 	var in api.Report
 	if err := decode(r, &in); err != nil {

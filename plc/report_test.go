@@ -16,10 +16,10 @@ import (
 )
 
 // TestReportSSH: a node's report carries its SSH gateway's host key and
-// port; PLC serves them in the node's record, keeps them through reports
-// without them, replaces them with new ones (audited once per change), and
-// refuses a bad key or port with 400, storing nothing of that report. On
-// both stores.
+// port, and its API's port; PLC serves them in the node's record, keeps
+// them through reports without them, replaces them with new ones (a new
+// key audited once per change), and refuses a bad key or port with 400,
+// storing nothing of that report. On both stores.
 func TestReportSSH(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testReportSSH(t, "") })
 	t.Run("postgres", func(t *testing.T) {
@@ -92,8 +92,9 @@ func testReportSSH(t *testing.T, dsn string) {
 	if err := report(api.Report{Slivers: 3, SSHHostKey: key1, SSHPort: 2222}); err != nil {
 		t.Fatalf("the same host key again: %v", err)
 	}
-	// The API's port: recorded, kept by reports without it, a bad one
-	// refused with nothing stored.
+	// The API's port: recorded on its own, kept by reports without it; a
+	// bad one refused with nothing of the report stored, not even a new
+	// SSH key sent with it.
 	if err := report(api.Report{Slivers: 3, APIPort: 8140}); err != nil {
 		t.Fatalf("report with the API port: %v", err)
 	}
@@ -104,13 +105,13 @@ func testReportSSH(t *testing.T, dsn string) {
 		t.Errorf("node's API port = %d, want 8140", n.APIPort)
 	}
 	for _, bad := range []int{-1, 65536} {
-		err := report(api.Report{Slivers: 9, APIPort: bad})
+		err := report(api.Report{Slivers: 9, SSHHostKey: key2, SSHPort: 22, APIPort: bad})
 		var re *api.ResponseError
-		if !errors.As(err, &re) || re.Status != http.StatusBadRequest || !strings.Contains(re.Error(), "api_port") {
-			t.Errorf("report with api_port %d = %v; want 400 naming api_port", bad, err)
+		if !errors.As(err, &re) || re.Status != http.StatusBadRequest || re.Err.Code != api.CodeInvalid || !strings.Contains(re.Err.Message, "api_port") {
+			t.Errorf("report with api_port %d = %v; want 400 invalid naming api_port", bad, err)
 		}
-		if n := node(); n.APIPort != 8140 || slivers() != 3 {
-			t.Errorf("a refused report changed the node: port %d, slivers %d", n.APIPort, slivers())
+		if n := node(); n.APIPort != 8140 || n.SSHHostKey != key1 || n.SSHPort != 2222 || slivers() != 3 {
+			t.Errorf("a refused report changed the node: API port %d, SSH key %q port %d, slivers %d", n.APIPort, n.SSHHostKey, n.SSHPort, slivers())
 		}
 	}
 

@@ -50,12 +50,25 @@ func testUpgrade(t *testing.T, newDSN func(tb testing.TB) string) {
 		if err != nil {
 			return err
 		}
-		if n.Key != "SHA256:k" || n.SSHHostKey != "" || n.SSHPort != 0 {
-			t.Errorf("upgraded node = %+v; want its key, no SSH host key, port 0", n)
+		if n.Key != "SHA256:k" || n.SSHHostKey != "" || n.SSHPort != 0 || n.APIPort != 0 {
+			t.Errorf("upgraded node = %+v; want its key, no SSH host key, SSH and API ports 0", n)
 		}
-		return tx.SetNodeSSH(ctx, n.Hostname, "ssh-ed25519 AAAAk", 22)
+		if err := tx.SetNodeSSH(ctx, n.Hostname, "ssh-ed25519 AAAAk", 22); err != nil {
+			return err
+		}
+		return tx.SetNodeAPIPort(ctx, n.Hostname, 8140)
 	})
 	if err != nil {
 		t.Fatalf("node after upgrade: %v", err)
+	}
+	err = s.View(ctx, func(tx *store.Tx) error {
+		n, err := tx.Node(ctx, "n1.old.test")
+		if err == nil && (n.SSHHostKey != "ssh-ed25519 AAAAk" || n.SSHPort != 22 || n.APIPort != 8140) {
+			t.Errorf("upgraded node after SetNodeSSH and SetNodeAPIPort = %+v; want key, port 22, API port 8140", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

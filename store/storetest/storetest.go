@@ -200,7 +200,7 @@ func testNodes(t *testing.T, s *store.Store) {
 	a := site("ucb")
 	n := &store.Node{Hostname: "n1.ucb.edu", Addresses: []string{"198.18.0.1"}, BootState: "boot", Key: "SHA256:k",
 		Tags: map[string]string{"arch": "x86_64", "region": "us-west"}, Capacity: json.RawMessage(`{"cpus":2}`), Created: t0,
-		SSHHostKey: "ssh-ed25519 AAAAold", SSHPort: 22}
+		SSHHostKey: "ssh-ed25519 AAAAold", SSHPort: 22, APIPort: 8140}
 	update(t, s, func(tx *store.Tx) error {
 		if err := tx.CreateSite(ctx, a); err != nil {
 			return err
@@ -248,17 +248,19 @@ func testNodes(t *testing.T, s *store.Store) {
 	update(t, s, func(tx *store.Tx) error { return tx.UpdateNode(ctx, n) })
 	update(t, s, func(tx *store.Tx) error { return tx.TouchNode(ctx, "n1.ucb.edu", t0.Add(2*time.Hour)) })
 	update(t, s, func(tx *store.Tx) error { return tx.SetNodeSSH(ctx, "n1.ucb.edu", "ssh-ed25519 AAAAnew", 2222) })
+	update(t, s, func(tx *store.Tx) error { return tx.SetNodeAPIPort(ctx, "n1.ucb.edu", 8443) })
 	n.LastContact = t0.Add(2 * time.Hour)
-	n.SSHHostKey, n.SSHPort = "ssh-ed25519 AAAAnew", 2222
+	n.SSHHostKey, n.SSHPort, n.APIPort = "ssh-ed25519 AAAAnew", 2222, 8443
 	view(t, s, func(tx *store.Tx) error {
 		got, err := tx.Node(ctx, "n1.ucb.edu")
 		if err == nil && !cmp.Equal(n, got) {
-			t.Errorf("after UpdateNode, TouchNode and SetNodeSSH: %s", cmp.Diff(n, got))
+			t.Errorf("after UpdateNode, TouchNode, SetNodeSSH and SetNodeAPIPort: %s", cmp.Diff(n, got))
 		}
 		return err
 	})
 	wantKind(t, "TouchNode(missing)", s.Update(ctx, func(tx *store.Tx) error { return tx.TouchNode(ctx, "nope", t0) }), errdefs.ErrNotFound)
 	wantKind(t, "SetNodeSSH(missing)", s.Update(ctx, func(tx *store.Tx) error { return tx.SetNodeSSH(ctx, "nope", "", 0) }), errdefs.ErrNotFound)
+	wantKind(t, "SetNodeAPIPort(missing)", s.Update(ctx, func(tx *store.Tx) error { return tx.SetNodeAPIPort(ctx, "nope", 1) }), errdefs.ErrNotFound)
 }
 
 func testSlices(t *testing.T, s *store.Store) {
