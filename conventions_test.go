@@ -115,6 +115,8 @@ var boundaries = map[string][]string{
 	// The SSH gateway sees slivers through Exec and keys through a
 	// function: it knows nothing of leases or PLC.
 	"vsh": {"errdefs", "cred", "sliver"},
+	// The user side talks to PLC and nodes through their APIs only.
+	"svcmgr": {"errdefs", "api", "cred", "cred/"},
 }
 
 // TestImportBoundaries checks boundaries with go list -deps, and that no
