@@ -33,8 +33,9 @@ var scriptSeq atomic.Uint32
 // it ends.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir:  "testdata/script",
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"mkdocs": mkdocs},
+		Dir: "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"mkdocs": mkdocs,
+			"world": worldCmd, "node-stop": nodeCmd(true), "node-start": nodeCmd(false)},
 		Setup: func(env *testscript.Env) error {
 			if strings.HasPrefix(filepath.Base(env.WorkDir), "script-root_") {
 				testenv.RequireRoot(env.T().(testing.TB))
@@ -43,6 +44,7 @@ func TestScripts(t *testing.T) {
 			for d := env.WorkDir; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
 				_ = os.Chmod(d, 0o711)
 			}
+			scriptTs.Store(env.WorkDir, env.T())
 			n := scriptSeq.Add(1)
 			cfg := oci.Config{
 				StateDir:     filepath.Join(env.WorkDir, ".node/state"),

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/plab/plab/sliver/oci"
+	"github.com/plab/plab/svcmgr"
 	"github.com/spf13/cobra"
 )
 
@@ -21,6 +22,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitPartial: a slice operation worked on some nodes only; plab
+	// slice status shows which, plab slice sync retries.
+	exitPartial = 3
 )
 
 // exitError carries a specific exit status out of a command.
@@ -36,6 +40,7 @@ type globals struct {
 	cgroupParent string
 	uidBase      uint32
 	logLevel     string
+	configDir    string
 	stdin        io.Reader
 	stdout       io.Writer
 	stderr       io.Writer
@@ -97,13 +102,16 @@ researchers get slices: isolated lightweight VMs (slivers) on many nodes.`,
 	pf.StringVar(&g.cgroupParent, "cgroup-parent", envOr("PLAB_CGROUP_PARENT", ""), "cgroup holding the slivers; default: the node's, or "+oci.DefaultCgroupParent+" (env PLAB_CGROUP_PARENT)")
 	pf.Uint32Var(&g.uidBase, "uid-base", uint32(uid), "first host UID of sliver ID ranges; 0: the node's, or the default (env PLAB_UID_BASE)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("PLAB_LOG_LEVEL", "warn"), "debug, info, warn or error (env PLAB_LOG_LEVEL)")
+	pf.StringVar(&g.configDir, "config", svcmgr.DefaultDir(), "your plab directory: configuration, slices' tickets and leases (env PLAB_CONFIG)")
 	for _, n := range []string{"cgroup-parent", "uid-base"} {
 		_ = pf.MarkHidden(n)
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nTry: %s --help", err, c.CommandPath())}
 	})
-	root.AddCommand(newSliverCmd(g), newImageCmd(g), newNodeCmd(g), newPLCCmd(g), newTicketCmd(g), newBenchCmd(g), newVersionCmd(g), newVSHHelperCmd())
+	root.AddCommand(newSliverCmd(g), newImageCmd(g), newNodeCmd(g), newPLCCmd(g), newTicketCmd(g), newBenchCmd(g), newVersionCmd(g), newVSHHelperCmd(),
+		newLoginCmd(g), newConfigCmd(g), newSliceCmd(g), newExecCmd(g), newCpCmd(g), newSSHCmd(g))
+	addRegistryCmds(g, root)
 	return root
 }
 
