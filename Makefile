@@ -79,7 +79,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 1m; 20000x means that many i
 	done
 
 .PHONY: bench
-bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), credentials (signing, verification, handshakes) the node (redemption, convergence), sliver networking (setup, rate accuracy) and the SSH gateway (session setup, scp against OpenSSH's sshd) (root)
+bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), credentials (signing, verification, handshakes) the node (redemption, convergence), sliver networking (setup, rate accuracy) the SSH gateway (session setup, scp against OpenSSH's sshd) and the CLI (slice create, exec fan-out on 10, 50, 100 nodes) (root)
 	$(BIN) bench slivers --count 1000
 	$(GO) test -run='^$$' -bench=. -benchtime=2s -cpu 1 ./cred/...
 	PLAB_BENCH_LEVELS=1,100,1000 $(GO) test -run='^$$' -bench=Redeem -benchtime=50x -timeout=30m ./node
@@ -88,6 +88,7 @@ bench: deps build ## Measure slivers (creation, exec, destroy, memory, disk), cr
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=30m ./vnet
 	./hack/sshd-deps bin/deps/sshd
 	$(GO) test -run='^$$' -bench='SessionSetup|SCPThroughput' -benchtime=30x -timeout=30m ./vsh
+	PLAB_BENCH_NODES=10,50,100 $(GO) test -run='^$$' -bench=Slice -benchtime=3x -timeout=30m ./svcmgr
 
 .PHONY: demo
 demo: deps build ## Slivers on this machine: create, run commands in, list (root)
