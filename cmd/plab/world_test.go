@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,13 +40,30 @@ func startWorld(t testing.TB, n int) *world {
 	w.plc.Site("ucb")
 	w.plc.Site("mit")
 	w.plc.Person(w.alice, "ucb", "user", "pi")
+	helper := ""
+	if n > 0 {
+		helper = staticPlab(t)
+	}
 	for i := 1; i <= n; i++ {
 		site := []string{"ucb", "mit"}[(i-1)%2]
 		host := fmt.Sprintf("n%d.%s.test", i, site)
-		w.nodes[host] = nodetest.Start(t, w.plc, host, site, nodetest.Options{})
+		w.nodes[host] = nodetest.Start(t, w.plc, host, site, nodetest.Options{Helper: helper})
 		w.hosts = append(w.hosts, host)
 	}
 	return w
+}
+
+// staticPlab builds the plab binary without cgo: the SSH gateway runs it
+// inside slivers (whose busybox image has no libc) for scp and sftp.
+func staticPlab(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "plab")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // env is the environment the CLI runs with as alice.
