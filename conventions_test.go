@@ -87,6 +87,7 @@ var boundaries = map[string][]string{
 	// Leaves.
 	"errdefs":              {},
 	"internal/testenv":     {},
+	"internal/atomicfile":  {},
 	"internal/openapitest": {},
 	// The sliver contract knows nothing of its implementations.
 	"sliver":         {"errdefs"},
@@ -109,14 +110,14 @@ var boundaries = map[string][]string{
 	// The node manager drives slivers through the sliver contract; which
 	// backend runs them is the command's choice. It never touches PLC's
 	// store.
-	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor", "vnet", "vsh"},
+	"node": {"errdefs", "api", "cred", "cred/", "sliver", "monitor", "vnet", "vsh", "internal/atomicfile"},
 	// Sliver networking knows nothing of leases, PLC or the sliver backend.
 	"vnet": {"errdefs"},
 	// The SSH gateway sees slivers through Exec and keys through a
 	// function: it knows nothing of leases or PLC.
 	"vsh": {"errdefs", "cred", "sliver"},
 	// The user side talks to PLC and nodes through their APIs only.
-	"svcmgr": {"errdefs", "api", "cred", "cred/"},
+	"svcmgr": {"errdefs", "api", "cred", "cred/", "internal/atomicfile"},
 }
 
 // TestImportBoundaries checks boundaries with go list -deps, and that no

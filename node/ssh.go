@@ -17,6 +17,7 @@ import (
 
 	"github.com/plab/plab/cred"
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/atomicfile"
 	"github.com/plab/plab/vnet"
 )
 
@@ -72,39 +73,13 @@ func newHostKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644); err != nil {
+	if err := atomicfile.Write(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return nil, err
 	}
 	return data, nil
-}
-
-// writeFileSync writes data to path through a synced temporary file and a
-// rename.
-func writeFileSync(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // DialSliver connects to addr inside the running sliver of slice, and only

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred/credtest"
+	"github.com/plab/plab/internal/atomicfile"
 	"github.com/plab/plab/internal/testenv"
 )
 
@@ -22,7 +23,7 @@ func sshInto(t *testing.T, n *testNode, addr string, u *credtest.User, login str
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	known := t.TempDir() + "/known_hosts"
-	if err := writeFileSync(known, []byte("[127.0.0.1]:"+port+" "+n.n.SSHHostKey+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(known, []byte("[127.0.0.1]:"+port+" "+n.n.SSHHostKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := exec.Command("ssh", "-F", "/dev/null", "-i", u.KeyFile, "-p", port, "-o", "StrictHostKeyChecking=yes",

@@ -28,6 +28,7 @@ import (
 	"github.com/plab/plab/cred"
 	"github.com/plab/plab/cred/ca"
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/atomicfile"
 )
 
 // Files of the state directory.
@@ -134,11 +135,11 @@ func Login(ctx context.Context, dir string, o LoginOptions) (LoginResult, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return LoginResult{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, caFile), []byte(info.RootPEM), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, caFile), []byte(info.RootPEM), 0o644); err != nil {
 		return LoginResult{}, err
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, configFile), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, configFile), append(data, '\n'), 0o600); err != nil {
 		return LoginResult{}, err
 	}
 	res.Config = cfg
@@ -192,30 +193,4 @@ func loadIdentity(identity string, fp cred.Fingerprint, passphrase func() ([]byt
 		return nil, nil, err
 	}
 	return id, func() { conn.Close() }, nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and
-// a rename: a crash leaves the old file or the new one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/atomicfile"
 )
 
 // knownHostsFile holds the host keys PLC published for the slice's nodes,
@@ -77,7 +78,7 @@ func (s *Session) addKnownHost(path, host, key string) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	return atomicfile.Write(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
 // ExecResult is one node's outcome of an Exec.
@@ -104,6 +105,19 @@ func (s *Session) Exec(ctx context.Context, slice string, cmd []string, o ExecOp
 	if len(cmd) == 0 {
 		return nil, fmt.Errorf("no command given: %w", errdefs.ErrInvalid)
 	}
+	return s.fanOut(ctx, slice, o, func(h string) (*exec.Cmd, error) {
+		args, err := s.SSHArgs(ctx, slice, h)
+		if err != nil {
+			return nil, err
+		}
+		return exec.CommandContext(ctx, "ssh", append(args, "--", remoteCommand(cmd))...), nil
+	})
+}
+
+// fanOut runs, in parallel, the OpenSSH command command makes for each node
+// of the slice (o.Nodes, or all), its output prefixed with the node, and
+// collects the exit statuses.
+func (s *Session) fanOut(ctx context.Context, slice string, o ExecOptions, command func(host string) (*exec.Cmd, error)) ([]ExecResult, error) {
 	st, err := s.state(slice)
 	if err != nil {
 		return nil, err
@@ -122,13 +136,12 @@ func (s *Session) Exec(ctx context.Context, slice string, cmd []string, o ExecOp
 	s.each(ctx, hosts, o.Options, func(h string) {
 		i := slices.Index(hosts, h)
 		out[i] = ExecResult{Node: h}
-		args, err := s.SSHArgs(ctx, slice, h)
+		c, err := command(h)
 		if err != nil {
 			out[i].Code, out[i].Error = 255, err.Error()
 			prefixed(&outMu, o.Stderr, h, strings.NewReader("plab: "+err.Error()+"\n"))
 			return
 		}
-		c := exec.CommandContext(ctx, "ssh", append(args, "--", remoteCommand(cmd))...)
 		so, _ := c.StdoutPipe()
 		se, _ := c.StderrPipe()
 		if err := c.Start(); err != nil {
@@ -191,69 +204,39 @@ type CopyOptions struct {
 // CopyTo copies local files to path in every sliver of the slice (scp, in
 // parallel).
 func (s *Session) CopyTo(ctx context.Context, slice string, local []string, path string, o CopyOptions) ([]ExecResult, error) {
-	return s.copy(ctx, slice, o, func(dest string) []string { return append(append([]string(nil), local...), dest+":"+path) })
+	return s.fanOut(ctx, slice, o.ExecOptions, func(h string) (*exec.Cmd, error) {
+		args, dest, err := s.scpArgs(ctx, slice, h, o)
+		if err != nil {
+			return nil, err
+		}
+		return exec.CommandContext(ctx, "scp", append(append(args, local...), dest+":"+path)...), nil
+	})
 }
 
 // CopyFrom copies path from every sliver of the slice into dir/NODE/.
 func (s *Session) CopyFrom(ctx context.Context, slice, path, dir string, o CopyOptions) ([]ExecResult, error) {
-	return s.copy(ctx, slice, o, nil, path, dir)
+	return s.fanOut(ctx, slice, o.ExecOptions, func(h string) (*exec.Cmd, error) {
+		args, dest, err := s.scpArgs(ctx, slice, h, o)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, h), 0o755); err != nil {
+			return nil, err
+		}
+		return exec.CommandContext(ctx, "scp", append(args, dest+":"+path, filepath.Join(dir, h)+"/")...), nil
+	})
 }
 
-// copy runs scp for every node: with files, from the local side to each
-// node's destination; else from path on each node into dir/NODE.
-func (s *Session) copy(ctx context.Context, slice string, o CopyOptions, files func(dest string) []string, fromPath ...string) ([]ExecResult, error) {
-	st, err := s.state(slice)
+// scpArgs are scp's options to reach slice's sliver on host, and the
+// destination (slice@address) its paths go after.
+func (s *Session) scpArgs(ctx context.Context, slice, host string, o CopyOptions) ([]string, string, error) {
+	opts, addr, port, err := s.sshTarget(ctx, host)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	hosts := st.Hosts()
-	if len(o.Nodes) > 0 {
-		for _, h := range o.Nodes {
-			if !slices.Contains(hosts, h) {
-				return nil, fmt.Errorf("node %s is not one of slice %s's nodes (see plab slice status %s): %w", h, slice, slice, errdefs.ErrNotFound)
-			}
-		}
-		hosts = o.Nodes
+	args := append(opts, "-P", strconv.Itoa(port), "-q")
+	if o.Recursive {
+		args = append(args, "-r")
 	}
-	out := make([]ExecResult, len(hosts))
-	var outMu sync.Mutex
-	s.each(ctx, hosts, o.Options, func(h string) {
-		i := slices.Index(hosts, h)
-		out[i] = ExecResult{Node: h}
-		opts, addr, port, err := s.sshTarget(ctx, h)
-		if err == nil && files == nil {
-			err = os.MkdirAll(filepath.Join(fromPath[1], h), 0o755)
-		}
-		if err != nil {
-			out[i].Code, out[i].Error = 255, err.Error()
-			prefixed(&outMu, o.Stderr, h, strings.NewReader("plab: "+err.Error()+"\n"))
-			return
-		}
-		args := append(opts, "-P", strconv.Itoa(port), "-q")
-		if o.Recursive {
-			args = append(args, "-r")
-		}
-		dest := slice + "@" + addr
-		if files != nil {
-			args = append(args, files(dest)...)
-		} else {
-			args = append(args, dest+":"+fromPath[0], filepath.Join(fromPath[1], h)+"/")
-		}
-		c := exec.CommandContext(ctx, "scp", args...)
-		se, _ := c.StderrPipe()
-		if err := c.Start(); err != nil {
-			out[i].Code, out[i].Error = 255, err.Error()
-			return
-		}
-		prefixed(&outMu, o.Stderr, h, se)
-		err = c.Wait()
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			out[i].Code = ee.ExitCode()
-		case err != nil:
-			out[i].Code, out[i].Error = 255, err.Error()
-		}
-	})
-	return out, ctx.Err()
+	return args, slice + "@" + addr, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/atomicfile"
 )
 
 // SliceState is what the user's side knows of a slice: per node, its
@@ -70,7 +71,7 @@ func (st *SliceState) update(fn func()) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(st.path, append(data, '\n'), 0o600)
+	return atomicfile.Write(st.path, append(data, '\n'), 0o600)
 }
 
 // node returns a copy of host's state.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/atomicfile"
 )
 
 // identity is what makes a node's kernel objects its own: the cgroup parent
@@ -69,7 +70,7 @@ func saveIdentity(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save node identity: %w", err)
 	}
 	return nil

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/plab/plab/errdefs"
+	"github.com/plab/plab/internal/atomicfile"
 	"github.com/plab/plab/image"
 	"github.com/plab/plab/sliver"
 	"github.com/plab/plab/sliver/cgroups"
@@ -347,7 +348,7 @@ func (b *Backend) save(r *record) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(b.recordPath(r.Name), data, 0o600); err != nil {
+	if err := atomicfile.Write(b.recordPath(r.Name), data, 0o600); err != nil {
 		return fmt.Errorf("save sliver %s: %w", r.Name, err)
 	}
 	return nil
