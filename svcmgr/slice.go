@@ -135,9 +135,9 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 	// Nodes whose sliver runs need nothing; the others need a ticket
 	// that was never redeemed, or a fresh one.
 	var fresh []string
+	var freshMu sync.Mutex
 	now := s.Now()
-	res := Result{Slice: st.Name, Failed: map[string]error{}}
-	var mu sync.Mutex
+	t := newTally(st, o)
 	s.each(ctx, hosts, o, func(h string) {
 		ns := st.node(h)
 		if ns.Lease != "" {
@@ -146,16 +146,12 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 				var sv api.Sliver
 				err = s.NodeClient(n).Do(ctx, "GET", "/v1/slivers/"+st.Name, nil, &sv)
 				if err == nil {
-					_ = st.update(func() { st.Nodes[h].LeaseNotAfter, st.Nodes[h].Error = sv.Lease.NotAfter, "" })
-					mu.Lock()
-					res.OK = append(res.OK, h)
-					mu.Unlock()
-					o.event(Event{Node: h, What: "up"})
+					t.leased(h, "up", sv.Lease)
 					return
 				}
 			}
 			if !errors.Is(err, errdefs.ErrNotFound) {
-				s.fail(st, &res, &mu, o, h, err)
+				t.fail(h, err)
 				return
 			}
 			// The sliver is gone (expired, deleted): its ticket is spent.
@@ -163,19 +159,19 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 			ns = NodeState{}
 		}
 		if ns.Ticket == "" || !ns.TicketNotAfter.After(now.Add(time.Minute)) {
-			mu.Lock()
+			freshMu.Lock()
 			fresh = append(fresh, h)
-			mu.Unlock()
+			freshMu.Unlock()
 		}
 	})
 	if ctx.Err() != nil {
-		return res, ctx.Err()
+		return t.res, ctx.Err()
 	}
 	if len(fresh) > 0 {
 		var tk api.Tickets
 		err := s.PLC.Do(ctx, "POST", "/v1/slices/"+st.Name+"/tickets", api.TicketRequest{Nodes: fresh, Resources: st.Resources}, &tk)
 		if err != nil {
-			return res, fmt.Errorf("tickets for slice %s: %w", st.Name, err)
+			return t.res, fmt.Errorf("tickets for slice %s: %w", st.Name, err)
 		}
 		if err := st.update(func() {
 			for _, t := range tk.Tickets {
@@ -184,15 +180,15 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 				}
 			}
 		}); err != nil {
-			return res, err
+			return t.res, err
 		}
-		for _, t := range tk.Tickets {
-			o.event(Event{Node: t.Node, What: "ticket"})
+		for _, it := range tk.Tickets {
+			o.event(Event{Node: it.Node, What: "ticket"})
 		}
 	}
 	var todo []string
 	for _, h := range hosts {
-		if ns := st.node(h); ns.Lease == "" && ns.Ticket != "" && res.Failed[h] == nil {
+		if ns := st.node(h); ns.Lease == "" && ns.Ticket != "" && !t.failed(h) {
 			todo = append(todo, h)
 		}
 	}
@@ -203,16 +199,12 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 				// A spent or stale ticket: the next sync asks for a fresh one.
 				_ = st.update(func() { st.Nodes[h].Ticket = "" })
 			}
-			s.fail(st, &res, &mu, o, h, err)
+			t.fail(h, err)
 			return
 		}
-		_ = st.update(func() { st.Nodes[h].Lease, st.Nodes[h].LeaseNotAfter, st.Nodes[h].Error = l.Lease, l.NotAfter, "" })
-		mu.Lock()
-		res.OK = append(res.OK, h)
-		mu.Unlock()
-		o.event(Event{Node: h, What: "up"})
+		t.leased(h, "up", l)
 	})
-	return res, ctx.Err()
+	return t.res, ctx.Err()
 }
 
 // redeem presents a ticket at host; a ticket the node redeemed already (an
@@ -234,16 +226,56 @@ func (s *Session) redeem(ctx context.Context, slice, host, tk string) (api.Lease
 	return l, err
 }
 
-func (s *Session) fail(st *SliceState, res *Result, mu *sync.Mutex, o Options, h string, err error) {
-	_ = st.update(func() {
-		if ns := st.Nodes[h]; ns != nil {
+// tally collects a slice operation's outcome across parallel nodes.
+type tally struct {
+	st  *SliceState
+	o   Options
+	mu  sync.Mutex
+	res Result
+}
+
+func newTally(st *SliceState, o Options) *tally {
+	return &tally{st: st, o: o, res: Result{Slice: st.Name, Failed: map[string]error{}}}
+}
+
+// ok records that host succeeded (what: "up", "renewed", "gone").
+func (t *tally) ok(host, what string) {
+	t.mu.Lock()
+	t.res.OK = append(t.res.OK, host)
+	t.mu.Unlock()
+	t.o.event(Event{Node: host, What: what})
+}
+
+// fail records host's failure, also in the saved state.
+func (t *tally) fail(host string, err error) {
+	_ = t.st.update(func() {
+		if ns := t.st.Nodes[host]; ns != nil {
 			ns.Error = err.Error()
 		}
 	})
-	mu.Lock()
-	res.Failed[h] = err
-	mu.Unlock()
-	o.event(Event{Node: h, What: "failed", Err: err})
+	t.mu.Lock()
+	t.res.Failed[host] = err
+	t.mu.Unlock()
+	t.o.event(Event{Node: host, What: "failed", Err: err})
+}
+
+// failed says whether host failed.
+func (t *tally) failed(host string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.res.Failed[host] != nil
+}
+
+// leased saves host's lease and records its success.
+func (t *tally) leased(host, what string, l api.Lease) {
+	_ = t.st.update(func() {
+		ns := t.st.Nodes[host]
+		if l.Lease != "" {
+			ns.Lease = l.Lease
+		}
+		ns.LeaseNotAfter, ns.Error = l.NotAfter, ""
+	})
+	t.ok(host, what)
 }
 
 // each runs fn for every host, o.Parallel at a time.
@@ -344,8 +376,7 @@ func (s *Session) Renew(ctx context.Context, name string, until time.Time, o Opt
 	for _, t := range tk.Tickets {
 		tickets[t.Node] = t.Ticket
 	}
-	res := Result{Slice: name, Failed: map[string]error{}}
-	var mu sync.Mutex
+	t := newTally(st, o)
 	s.each(ctx, hosts, o, func(h string) {
 		n, err := s.Node(ctx, h)
 		var l api.Lease
@@ -353,16 +384,12 @@ func (s *Session) Renew(ctx context.Context, name string, until time.Time, o Opt
 			err = s.NodeClient(n).Do(ctx, "POST", "/v1/slivers/"+name+"/renew", api.LeaseRenewal{Ticket: tickets[h]}, &l)
 		}
 		if err != nil {
-			s.fail(st, &res, &mu, o, h, err)
+			t.fail(h, err)
 			return
 		}
-		_ = st.update(func() { st.Nodes[h].Lease, st.Nodes[h].LeaseNotAfter, st.Nodes[h].Error = l.Lease, l.NotAfter, "" })
-		mu.Lock()
-		res.OK = append(res.OK, h)
-		mu.Unlock()
-		o.event(Event{Node: h, What: "renewed"})
+		t.leased(h, "renewed", l)
 	})
-	return res, ctx.Err()
+	return t.res, ctx.Err()
 }
 
 // LeaseExpiry returns the lease expiry saved for each node of the slice.
@@ -385,25 +412,21 @@ func (s *Session) Delete(ctx context.Context, name string, o Options) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Slice: name, Failed: map[string]error{}}
-	var mu sync.Mutex
+	t := newTally(st, o)
 	s.each(ctx, st.Hosts(), o, func(h string) {
 		n, err := s.Node(ctx, h)
 		if err == nil {
 			err = s.NodeClient(n).Do(ctx, "DELETE", "/v1/slivers/"+name, nil, nil)
 		}
 		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			s.fail(st, &res, &mu, o, h, err)
+			t.fail(h, err)
 			return
 		}
 		_ = st.update(func() { delete(st.Nodes, h) })
-		mu.Lock()
-		res.OK = append(res.OK, h)
-		mu.Unlock()
-		o.event(Event{Node: h, What: "gone"})
+		t.ok(h, "gone")
 	})
-	if len(res.Failed) == 0 && ctx.Err() == nil {
-		return res, st.remove()
+	if len(t.res.Failed) == 0 && ctx.Err() == nil {
+		return t.res, st.remove()
 	}
-	return res, ctx.Err()
+	return t.res, ctx.Err()
 }
