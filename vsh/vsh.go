@@ -90,8 +90,8 @@ type Server struct {
 	now      func() time.Time
 
 	mu       sync.Mutex
-	sessions map[string]int // slice → open sessions
-	logins   map[string]int // source address → logins under way
+	sessions counts // per slice: sessions open
+	logins   counts // per source address: logins under way
 	conns    map[net.Conn]struct{}
 	closed   bool
 }
@@ -126,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh gateway: host key: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, done: make(chan struct{}), sessions: map[string]int{}, logins: map[string]int{}, conns: map[net.Conn]struct{}{}, now: time.Now}
+	s := &Server{cfg: cfg, log: cfg.Log, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, now: time.Now}
 	s.failures = &failures{max: cfg.MaxAuthFailures, window: time.Minute, bySource: map[string]*failureCount{}}
 	s.ssh = &ssh.ServerConfig{
 		PublicKeyCallback: s.authorize,
@@ -246,7 +246,7 @@ func (s *Server) handle(nc net.Conn) {
 		s.log.Warn("ssh connection refused: too many failed logins from this address", "from", from)
 		return
 	}
-	if !s.startLogin(source) {
+	if !s.logins.take(source, s.cfg.MaxLogins) {
 		s.log.Warn("ssh connection refused: too many logins under way from this address", "from", from)
 		return
 	}
@@ -255,7 +255,7 @@ func (s *Server) handle(nc net.Conn) {
 	ic := &idleConn{Conn: nc}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.LoginGrace))
 	conn, chans, reqs, err := ssh.NewServerConn(ic, s.ssh)
-	s.endLogin(source)
+	s.logins.give(source)
 	if err != nil {
 		s.failures.add(source, s.now())
 		s.log.Info("ssh login refused", "from", from, "err", err)
@@ -270,28 +270,35 @@ func (s *Server) handle(nc net.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
+	var forwards atomic.Int32
 	for nch := range chans {
 		switch nch.ChannelType() {
 		case "session":
-			if !s.acquire(slice) {
+			if !s.sessions.take(slice, s.cfg.MaxSessions) {
 				nch.Reject(ssh.ResourceShortage, fmt.Sprintf("slice %s has %d sessions open on this node, the most it may; close one and try again", slice, s.cfg.MaxSessions))
 				continue
 			}
 			ch, creqs, err := nch.Accept()
 			if err != nil {
-				s.release(slice)
+				s.sessions.give(slice)
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer s.release(slice)
+				defer s.sessions.give(slice)
 				s.session(ctx, user, slice, ch, creqs)
 			}()
 		case "direct-tcpip":
+			if forwards.Add(1) > maxForwards {
+				forwards.Add(-1)
+				nch.Reject(ssh.ResourceShortage, fmt.Sprintf("%d forwarded connections are open on this login, the most allowed; close some", maxForwards))
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer forwards.Add(-1)
 				s.forward(ctx, slice, nch)
 			}()
 		default:
@@ -362,22 +369,33 @@ func (s *Server) forward(ctx context.Context, slice string, nch ssh.NewChannel) 
 	}
 }
 
-// acquire takes one of slice's session slots.
-func (s *Server) acquire(slice string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessions[slice] >= s.cfg.MaxSessions {
+// counts bounds how many of something each key holds at once: sessions
+// per slice, logins under way per source address.
+type counts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// take takes one for key unless it holds max already.
+func (c *counts) take(key string, max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[key] >= max {
 		return false
 	}
-	s.sessions[slice]++
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[key]++
 	return true
 }
 
-func (s *Server) release(slice string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessions[slice]--; s.sessions[slice] <= 0 {
-		delete(s.sessions, slice)
+// give returns one of key's.
+func (c *counts) give(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[key]--; c.m[key] <= 0 {
+		delete(c.m, key)
 	}
 }
 
@@ -430,25 +448,9 @@ func (f *failures) add(source string, now time.Time) {
 	c.n++
 }
 
-// startLogin counts a login under way from source, refusing beyond
-// MaxLogins at once.
-func (s *Server) startLogin(source string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.logins[source] >= s.cfg.MaxLogins {
-		return false
-	}
-	s.logins[source]++
-	return true
-}
-
-func (s *Server) endLogin(source string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.logins[source]--; s.logins[source] <= 0 {
-		delete(s.logins, source)
-	}
-}
+// maxForwards bounds the forwarded connections (ssh -L) one login may hold
+// open at once.
+const maxForwards = 256
 
 // idleConn closes itself after timeout without traffic, once timeout is
 // set (0: the deadline already set stands).
