@@ -38,7 +38,7 @@ type PLC struct {
 	CAFingerprint cred.Fingerprint
 
 	mu  sync.Mutex
-	now time.Time
+	off time.Duration // PLC's clock runs with the real one, Advance moves it ahead
 	p   *plc.PLC
 	srv *http.Server
 }
@@ -52,7 +52,7 @@ func NewUser(t testing.TB, email string) *User { return credtest.NewUser(t, emai
 // Start initializes and serves a PLC; it stops when the test ends.
 func Start(t testing.TB) *PLC {
 	t.Helper()
-	p := &PLC{t: t, Dir: t.TempDir(), now: time.Now()}
+	p := &PLC{t: t, Dir: t.TempDir()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -121,18 +121,20 @@ func (p *PLC) Restart() {
 	p.serve(ln)
 }
 
-// Now is PLC's clock.
+// Now is PLC's clock: the real one, moved ahead by Advance. It runs, so
+// clients that sign with the real clock (the CLI) stay within PLC's skew
+// however long a test takes.
 func (p *PLC) Now() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.now
+	return time.Now().Add(p.off)
 }
 
-// Advance moves PLC's clock.
+// Advance moves PLC's clock ahead.
 func (p *PLC) Advance(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.now = p.now.Add(d)
+	p.off += d
 }
 
 // Trust is a client's view of the testbed CA.
