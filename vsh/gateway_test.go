@@ -37,6 +37,24 @@ func withDial(b *oci.Backend) Dialer {
 	}
 }
 
+// lockedBuffer is a buffer a process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // verbose makes OpenSSH print why a channel was refused (it logs that at
 // INFO).
 func verbose(opts []string) []string {
@@ -92,7 +110,7 @@ func TestForwarding(t *testing.T) {
 	args := append(verbose(g.sshOpts(key, "-p")), "-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", inside+":127.0.0.1:8080", "-L", hostFwd+":127.0.0.1:"+hostPort, "-L", outside+":198.18.0.1:80", "site_a@"+host)
 	fwd := exec.Command("ssh", args...)
-	var fwdErr bytes.Buffer
+	var fwdErr lockedBuffer
 	fwd.Stderr = &fwdErr
 	if err := fwd.Start(); err != nil {
 		t.Fatal(err)
@@ -211,13 +229,13 @@ func TestSessionLimit(t *testing.T) {
 // TestAuthFailureLimit: a source that fails to log in too often is refused
 // even with a good key until its minute is over.
 func TestAuthFailureLimit(t *testing.T) {
-	g := newGatewayWith(t, gatewayOpts{config: func(c *Config, _ *oci.Backend) { c.MaxAuthFailures = 3 }})
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	g := newGatewayWith(t, gatewayOpts{config: func(c *Config, _ *oci.Backend) { c.MaxAuthFailures, c.Now = 3, clock }})
 	key, pub := keyFile(t)
 	stranger, _ := keyFile(t)
 	g.setKeys("site_a", pub)
-	now := time.Now()
-	var mu sync.Mutex
-	g.srv.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	for range 3 {
 		if _, _, code := g.ssh(t, stranger, "site_a", "true"); code != 255 {
 			t.Fatalf("a stranger's key logged in")

@@ -75,6 +75,8 @@ type Config struct {
 	// authenticate in a minute before it is refused for the rest of that
 	// minute (default 20).
 	MaxAuthFailures int
+	// Now is the clock of the failed-login window (default time.Now).
+	Now func() time.Time
 	// Log receives logins (who, which slice, from where; never secrets).
 	Log *slog.Logger
 }
@@ -126,7 +128,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh gateway: host key: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, now: time.Now}
+	s := &Server{cfg: cfg, log: cfg.Log, done: make(chan struct{}), conns: map[net.Conn]struct{}{}, now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	s.failures = &failures{max: cfg.MaxAuthFailures, window: time.Minute, bySource: map[string]*failureCount{}}
 	s.ssh = &ssh.ServerConfig{
 		PublicKeyCallback: s.authorize,
