@@ -15,6 +15,10 @@ const KeyHeader = "Plab-Key"
 // Redemption asks a node to redeem a ticket (newlease).
 type Redemption struct {
 	Ticket string `json:"ticket"`
+	// LeaseSeconds asks for a lease shorter than the node would grant (0:
+	// as long as the ticket and the node's max_lease allow); renewals
+	// extend it as usual.
+	LeaseSeconds int64 `json:"lease_seconds,omitempty"`
 }
 
 // LeaseRenewal asks a node to extend a sliver's lease (renewlease). A fresher

@@ -166,7 +166,10 @@ func (a *API) redeem(r *http.Request, signer cred.Fingerprint) (any, error) {
 	if !ok {
 		key, _ = a.M.keyByFingerprint(signer)
 	}
-	l, err := a.M.Redeem(r.Context(), in.Ticket, signer, key)
+	if in.LeaseSeconds < 0 {
+		return nil, fmt.Errorf("lease_seconds %d: want 0 (as long as allowed) or a positive number of seconds: %w", in.LeaseSeconds, errdefs.ErrInvalid)
+	}
+	l, err := a.M.Redeem(r.Context(), in.Ticket, signer, key, time.Duration(in.LeaseSeconds)*time.Second)
 	return api.Created{V: l}, err
 }
 

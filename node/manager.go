@@ -175,14 +175,16 @@ type grant struct {
 	delegated bool
 	keys      map[string]string // fingerprint → authorized_keys line
 	attrs     map[string]string
+	term      time.Duration // a shorter lease asked for (0: none)
 }
 
 // Redeem redeems a ticket presented by the user signer (whose public key
 // is signerKey, an authorized_keys line): it checks the ticket, admits its
 // resources, records the lease, creates and starts the sliver, and only
 // then answers with the lease (newlease).
-func (m *Manager) Redeem(ctx context.Context, doc string, signer cred.Fingerprint, signerKey string) (api.Lease, error) {
-	g := grant{keys: map[string]string{}}
+// A positive term asks for a shorter lease than the node would grant.
+func (m *Manager) Redeem(ctx context.Context, doc string, signer cred.Fingerprint, signerKey string, term time.Duration) (api.Lease, error) {
+	g := grant{keys: map[string]string{}, term: term}
 	if signerKey != "" {
 		pub, err := cred.ParseUserKey(signerKey)
 		if err != nil {
@@ -221,6 +223,9 @@ func (m *Manager) redeem(ctx context.Context, doc string, principal cred.Fingerp
 	}
 	now := m.now()
 	end := m.leaseEnd(now, time.Unix(t.NotAfter, 0))
+	if g.term > 0 && now.Add(g.term).Before(end) {
+		end = now.Add(g.term)
+	}
 	if !end.After(now) {
 		return api.Lease{}, fmt.Errorf("redeem ticket for %s: the ticket ended at %s; ask PLC for a new one (renew the slice first if it expired): %w",
 			name, end.UTC().Format(time.RFC3339), errdefs.ErrExpired)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred/credtest"
+	"github.com/plab/plab/errdefs"
 	"github.com/plab/plab/internal/atomicfile"
 	"github.com/plab/plab/internal/testenv"
 )
@@ -118,5 +119,28 @@ func TestSSHGateway(t *testing.T) {
 	addr = serveSSH(t, n)
 	if out, errOut, code := sshInto(t, n, addr, w.alice, "ucb_ssh", "hostname"); code != 0 || out != "ucb_ssh\n" {
 		t.Errorf("alice after a restart = %q %q %d", out, errOut, code)
+	}
+}
+
+// TestRedeemShorterLease: a redemption may ask for a shorter lease than the
+// node grants; a negative one is refused and leaves nothing behind.
+func TestRedeemShorterLease(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	n := w.node
+	w.plc.Slice("ucb_short", "direct", w.alice, 7*24*time.Hour)
+	c := w.client(w.alice, n)
+	tk := w.ticket(w.alice, "ucb_short", n, api.Resources{})
+	var l api.Lease
+	err := c.Do(ctx, "POST", "/v1/leases", api.Redemption{Ticket: tk, LeaseSeconds: -5}, &l)
+	mustErr(t, "a negative lease", err, errdefs.ErrInvalid)
+	if got := n.sliverState("ucb_short"); got != "" {
+		t.Errorf("a refused redemption left a sliver (%s)", got)
+	}
+	start := w.clock.Now()
+	if err := c.Do(ctx, "POST", "/v1/leases", api.Redemption{Ticket: tk, LeaseSeconds: 600}, &l); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.NotAfter.Sub(start); d < 595*time.Second || d > 605*time.Second {
+		t.Errorf("lease for 600 s ends %s after the redemption", d)
 	}
 }

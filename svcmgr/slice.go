@@ -59,6 +59,8 @@ type CreateOptions struct {
 	Options
 	Select    Selection
 	Resources api.Resources
+	// Lease asks each node for a lease this long (0: as long as it grants).
+	Lease time.Duration
 	// Description is the slice's at PLC when Create makes it there.
 	Description string
 }
@@ -96,7 +98,7 @@ func (s *Session) Create(ctx context.Context, name string, o CreateOptions) (Res
 		return Result{}, err
 	}
 	if err := st.update(func() {
-		st.Resources = o.Resources
+		st.Resources, st.Lease = o.Resources, o.Lease
 		for _, h := range hosts {
 			if st.Nodes[h] == nil {
 				st.Nodes[h] = &NodeState{}
@@ -193,7 +195,7 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 		}
 	}
 	s.each(ctx, todo, o, func(h string) {
-		l, err := s.redeem(ctx, st.Name, h, st.node(h).Ticket)
+		l, err := s.redeem(ctx, st.Name, h, st.node(h).Ticket, st.Lease)
 		if err != nil {
 			if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrExpired) {
 				// A spent or stale ticket: the next sync asks for a fresh one.
@@ -209,14 +211,14 @@ func (s *Session) converge(ctx context.Context, st *SliceState, hosts []string, 
 
 // redeem presents a ticket at host; a ticket the node redeemed already (an
 // answer lost on the way) yields the lease it made.
-func (s *Session) redeem(ctx context.Context, slice, host, tk string) (api.Lease, error) {
+func (s *Session) redeem(ctx context.Context, slice, host, tk string, term time.Duration) (api.Lease, error) {
 	n, err := s.Node(ctx, host)
 	if err != nil {
 		return api.Lease{}, err
 	}
 	c := s.NodeClient(n)
 	var l api.Lease
-	err = c.Do(ctx, "POST", "/v1/leases", api.Redemption{Ticket: tk}, &l)
+	err = c.Do(ctx, "POST", "/v1/leases", api.Redemption{Ticket: tk, LeaseSeconds: int64(term / time.Second)}, &l)
 	if errors.Is(err, errdefs.ErrConflict) {
 		var sv api.Sliver
 		if gerr := c.Do(ctx, "GET", "/v1/slivers/"+slice, nil, &sv); gerr == nil && sv.Lease.Lease != "" {

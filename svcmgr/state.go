@@ -20,9 +20,11 @@ import (
 // ticket and its lease. It is saved after every change, so an interrupted
 // operation can be resumed (plab slice sync).
 type SliceState struct {
-	Name      string                `json:"name"`
-	Resources api.Resources         `json:"resources"`
-	Nodes     map[string]*NodeState `json:"nodes"`
+	Name      string        `json:"name"`
+	Resources api.Resources `json:"resources"`
+	// Lease is the lease length asked of each node (0: what it grants).
+	Lease time.Duration         `json:"lease,omitempty"`
+	Nodes map[string]*NodeState `json:"nodes"`
 
 	mu   sync.Mutex
 	path string

@@ -105,11 +105,12 @@ type sliceFlags struct {
 	cpuReserve, memory, disk string
 	netMin, netMax           string
 	ports                    []string
-	description              string
+	description, lease       string
 	parallel                 int
 	quiet                    bool
 	resources                api.Resources
 	selection                svcmgr.Selection
+	term                     time.Duration
 }
 
 func (r *sliceFlags) add(c *cobra.Command) {
@@ -130,6 +131,7 @@ func (r *sliceFlags) add(c *cobra.Command) {
 	f.StringVar(&r.netMax, "net-max", "", "bandwidth ceiling, bit/s (e.g. 100M)")
 	f.StringSliceVar(&r.ports, "port", nil, "port to reserve on each node, tcp/8080 or udp/5000-5010 (repeatable)")
 	f.StringVar(&r.description, "description", "", "the slice's description at PLC, when this creates it")
+	f.StringVar(&r.lease, "lease", "", "lease length on each node (e.g. 2h, 3d; default: as long as the node grants)")
 	f.IntVar(&r.parallel, "parallel", 64, "nodes worked on at once")
 	f.BoolVarP(&r.quiet, "quiet", "q", false, "no progress lines")
 }
@@ -168,6 +170,11 @@ func (r *sliceFlags) parse() error {
 	}
 	if sel.Count < 0 {
 		return usageError{fmt.Errorf("--nodes %d: want a positive count", sel.Count)}
+	}
+	if r.lease != "" {
+		if r.term, err = parseDays(r.lease); err != nil {
+			return usageError{fmt.Errorf("--lease %q: %w", r.lease, err)}
+		}
 	}
 	r.resources, r.selection = res, sel
 	return nil
@@ -282,7 +289,7 @@ func newSliceCreateCmd(g *globals) *cobra.Command {
 			}
 			res, err := s.Create(c.Context(), args[0], svcmgr.CreateOptions{
 				Options: svcmgr.Options{Parallel: r.parallel, Progress: g.progress(r.quiet, total)},
-				Select:  r.selection, Resources: r.resources, Description: r.description})
+				Select:  r.selection, Resources: r.resources, Lease: r.term, Description: r.description})
 			return g.finish("up", res, err)
 		},
 	}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,12 +14,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/plab/plab/internal/testenv"
 	"github.com/plab/plab/node/nodetest"
 	"github.com/plab/plab/plc/plctest"
+	"github.com/plab/plab/svcmgr"
 )
 
 // world is a real PLC with nodes and users, for the CLI's tests: alice is
@@ -141,7 +144,7 @@ func TestSlicePartialFailure(t *testing.T) {
 	}
 	down := w.hosts[2]
 	w.nodes[down].Stop()
-	code, out, errOut := plab(t, env, "slice", "create", "ucb_part", "--nodes", "3", "-q")
+	code, out, errOut := plab(t, env, "slice", "create", "ucb_part", "--nodes", "3", "--lease", "3h", "-q")
 	if code != exitPartial || !bytes.Contains([]byte(out), []byte("up on 2 of 3 nodes")) || !bytes.Contains([]byte(errOut), []byte(down)) {
 		t.Fatalf("create with %s down = %d; want %d, 2 of 3 up, naming %s", down, code, exitPartial, down)
 	}
@@ -164,6 +167,17 @@ func TestSlicePartialFailure(t *testing.T) {
 	}
 	if code, out, _ = plab(t, env, "slice", "status", "ucb_part"); code != 0 || !bytes.Contains([]byte(out), []byte("3 of 3 slivers running")) {
 		t.Errorf("status after sync = %d", code)
+	}
+	// Every lease, the synced one too, is the 3 hours asked for.
+	_, out, _ = plab(t, env, "slice", "status", "-o", "json", "ucb_part")
+	var st svcmgr.SliceStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Nodes) != 3 {
+		t.Fatalf("status -o json: %v, %d nodes", err, len(st.Nodes))
+	}
+	for _, n := range st.Nodes {
+		if d := time.Until(n.Expires); d < 2*time.Hour+50*time.Minute || d > 3*time.Hour+time.Minute {
+			t.Errorf("%s: lease ends in %s, want about 3h (--lease 3h)", n.Node, d)
+		}
 	}
 	if code, _, _ = plab(t, env, "slice", "delete", "ucb_part", "-q"); code != 0 {
 		t.Errorf("delete = %d", code)
