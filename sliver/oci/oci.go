@@ -38,8 +38,8 @@ import (
 	"time"
 
 	"github.com/plab/plab/errdefs"
-	"github.com/plab/plab/internal/atomicfile"
 	"github.com/plab/plab/image"
+	"github.com/plab/plab/internal/atomicfile"
 	"github.com/plab/plab/sliver"
 	"github.com/plab/plab/sliver/cgroups"
 	"github.com/plab/plab/sliver/disk"
