@@ -23,7 +23,8 @@ type Event struct {
 type Options struct {
 	// Parallel is how many nodes are worked on at once (default 64).
 	Parallel int
-	// Progress receives each node's events (nil: none).
+	// Progress receives each node's events (nil: none), one call at a
+	// time.
 	Progress func(Event)
 }
 
@@ -243,8 +244,8 @@ func newTally(st *SliceState, o Options) *tally {
 // ok records that host succeeded (what: "up", "renewed", "gone").
 func (t *tally) ok(host, what string) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.res.OK = append(t.res.OK, host)
-	t.mu.Unlock()
 	t.o.event(Event{Node: host, What: what})
 }
 
@@ -256,8 +257,8 @@ func (t *tally) fail(host string, err error) {
 		}
 	})
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.res.Failed[host] = err
-	t.mu.Unlock()
 	t.o.event(Event{Node: host, What: "failed", Err: err})
 }
 

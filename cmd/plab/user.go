@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -211,9 +212,12 @@ func (g *globals) progress(quiet bool, total int) func(svcmgr.Event) {
 	if quiet {
 		return nil
 	}
+	var mu sync.Mutex
 	done := 0
 	start := time.Now()
 	return func(e svcmgr.Event) {
+		mu.Lock()
+		defer mu.Unlock()
 		switch e.What {
 		case "ticket":
 			return
