@@ -204,8 +204,10 @@ func testIsolation(t *testing.T, h Harness, attack string) {
 			worst = max(worst, hostLatency(t))
 		}
 		t.Logf("fork bomb: peak %d processes (limit %d); slowest host command %v", peak, limit, worst)
-		if peak > limit {
-			t.Errorf("fork bomb reached %d processes, limit %d", peak, limit)
+		// pids.max bounds forks, not migrations: the exec that started the
+		// bomb joins the cgroup from outside and may still be there, one over.
+		if peak > limit+1 {
+			t.Errorf("fork bomb reached %d processes, limit %d (+1 for the exec that started it)", peak, limit)
 		}
 		if peak < limit/2 {
 			t.Errorf("fork bomb peaked at %d processes: it did not run", peak)
