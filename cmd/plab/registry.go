@@ -96,9 +96,9 @@ func (g *globals) withPLC(fn func(s *svcmgr.Session) error) error {
 }
 
 // hint adds what to do next to a not-found error: how to see the names
-// that exist.
+// that exist. An empty next adds nothing.
 func hint(err error, next string) error {
-	if errors.Is(err, errdefs.ErrNotFound) {
+	if next != "" && errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("%w; %s", err, next)
 	}
 	return err
@@ -106,6 +106,167 @@ func hint(err error, next string) error {
 
 // seg escapes one segment of an API path.
 func seg(s string) string { return url.PathEscape(s) }
+
+// kind is a kind of PLC object that commands name by its key: a site by
+// its login base, a person by email, a node by hostname, a node group or
+// a slice by name.
+type kind struct {
+	noun string // in messages: "node group"
+	arg  string // the key in a command's usage: "LOGIN"
+	what string // the key in a usage error: "the site's login base"
+	path string // the objects' collection in PLC's API: "/v1/sites"
+	hint string // for a not-found error: how to see the keys that exist
+}
+
+// The kinds of object the registry commands name.
+var (
+	siteKind = kind{noun: "site", arg: "LOGIN", what: "the site's login base",
+		path: "/v1/sites", hint: "plab site list shows the sites"}
+	personKind = kind{noun: "person", arg: "EMAIL", what: "the person's email",
+		path: "/v1/persons", hint: "plab person list shows the people"}
+	nodeKind = kind{noun: "node", arg: "HOST", what: "the node's hostname",
+		path: "/v1/nodes", hint: "plab node list shows the nodes"}
+	nodeGroupKind = kind{noun: "node group", arg: "NAME", what: "the group's name",
+		path: "/v1/nodegroups", hint: "plab nodegroup list shows the node groups"}
+	sliceKind = kind{noun: "slice", arg: "NAME", what: "the slice's name",
+		path: "/v1/slices", hint: "plab slice list shows the slices"}
+)
+
+// url is the API path of the object with key name.
+func (k kind) url(name string) string { return k.path + "/" + seg(name) }
+
+// args wants one argument, an object's key.
+func (k kind) args() cobra.PositionalArgs { return exactArgs(1, k.what) }
+
+// do sends PLC a request about the object with key name: in, if not nil,
+// as the body, and the answer into out, if not nil. A not-found error says
+// how to see the keys that exist.
+func (k kind) do(ctx context.Context, s *svcmgr.Session, method, name string, in, out any) error {
+	return hint(s.PLC.Do(ctx, method, k.url(name), in, out), k.hint)
+}
+
+// get reads the object with key name into x.
+func (k kind) get(ctx context.Context, s *svcmgr.Session, name string, x any) error {
+	return k.do(ctx, s, "GET", name, nil, x)
+}
+
+// listing is what a list command gets and how it prints it as a table.
+type listing[T any] struct {
+	path   string
+	query  func(c *cobra.Command) (url.Values, error) // its filters, from c's flags; nil for none
+	hint   string                                     // for a not-found error (a filter naming nothing); "" for none
+	header []any
+	row    func(T) []any
+}
+
+// listCmd completes c, which has its usage, help and filter flags, as a
+// listing of l: it adds -o and --limit, and gets every page (or --limit
+// items) of the listing.
+func listCmd[T any](g *globals, c *cobra.Command, l listing[T]) *cobra.Command {
+	var out outputFlag
+	var limit int
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if err := checkLimit(c, limit); err != nil {
+			return err
+		}
+		var q url.Values
+		if l.query != nil {
+			var err error
+			if q, err = l.query(c); err != nil {
+				return err
+			}
+		}
+		return g.withPLC(func(s *svcmgr.Session) error {
+			xs, err := listAll[T](c.Context(), s.PLC, l.path, q, limit)
+			if err != nil {
+				return hint(err, l.hint)
+			}
+			return printList(g.stdout, out, xs, l.header, l.row)
+		})
+	}
+	outFlag(c, &out)
+	limitFlag(c, &limit)
+	return c
+}
+
+// printList prints a listing: PLC's JSON with -o json, else a table under
+// header with a row for each item.
+func printList[T any](w io.Writer, out outputFlag, xs []T, header []any, row func(T) []any) error {
+	if out == "json" {
+		return writeJSON(w, xs)
+	}
+	rows := make([][]any, 0, len(xs))
+	for _, x := range xs {
+		rows = append(rows, row(x))
+	}
+	return table(w, header, rows)
+}
+
+// filters is a listing's query: each name with its value, but for those
+// whose value is "".
+func filters(values map[string]string) url.Values {
+	q := url.Values{}
+	for k, v := range values {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+// showing is what a show command gets and how it prints it as text.
+type showing[T any] struct {
+	kind kind
+	// get fetches the object with key name; nil: PLC's record of it.
+	get func(ctx context.Context, s *svcmgr.Session, name string) (T, error)
+	// text prints the object without -o json.
+	text func(w io.Writer, s *svcmgr.Session, x T) error
+}
+
+// showCmd completes c, which has its help, as "show KEY" of an object of
+// kind sh.kind, with -o.
+func showCmd[T any](g *globals, c *cobra.Command, sh showing[T]) *cobra.Command {
+	var out outputFlag
+	c.Use = "show " + sh.kind.arg
+	c.Args = sh.kind.args()
+	c.RunE = func(c *cobra.Command, args []string) error {
+		return g.withPLC(func(s *svcmgr.Session) error {
+			var x T
+			var err error
+			if sh.get != nil {
+				x, err = sh.get(c.Context(), s, args[0])
+			} else {
+				err = sh.kind.get(c.Context(), s, args[0], &x)
+			}
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				return writeJSON(g.stdout, x)
+			}
+			return sh.text(g.stdout, s, x)
+		})
+	}
+	outFlag(c, &out)
+	return c
+}
+
+// deleteCmd completes c, which has its help, as "delete KEY" of an object
+// of kind k.
+func deleteCmd(g *globals, k kind, c *cobra.Command) *cobra.Command {
+	c.Use = "delete " + k.arg
+	c.Args = k.args()
+	c.RunE = func(c *cobra.Command, args []string) error {
+		return g.withPLC(func(s *svcmgr.Session) error {
+			if err := k.do(c.Context(), s, "DELETE", args[0], nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s %s deleted\n", k.noun, args[0])
+			return nil
+		})
+	}
+	return c
+}
 
 // report ends a write: PLC's answer with -o json, else a line saying what
 // was done.
@@ -213,14 +374,21 @@ func (e *enableFlags) value(c *cobra.Command) (*bool, error) {
 	return nil, nil
 }
 
+// changed is an update's field from c's flag name: v when the flag was
+// given, else nil (no change).
+func changed[T any](c *cobra.Command, name string, v *T) *T {
+	if c.Flags().Changed(name) {
+		return v
+	}
+	return nil
+}
+
 // nothingToChange is an update without a change.
 func nothingToChange(c *cobra.Command) error {
 	return usageError{fmt.Errorf("%s: say what to change\nTry: %s --help", c.CommandPath(), c.CommandPath())}
 }
 
 func newEventsCmd(g *globals) *cobra.Command {
-	var out outputFlag
-	var limit int
 	var after int64
 	c := &cobra.Command{
 		Use:   "events [--limit N] [--after ID]",
@@ -231,35 +399,23 @@ Only admins may read it. --after ID continues after the last event seen.`,
 		Example: `  plab events --limit 50
   plab events --after 1200 -o json`,
 		Args: exactArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkLimit(c, limit); err != nil {
-				return err
-			}
-			if after < 0 {
-				return usageError{fmt.Errorf("--after %d: want an event ID from an earlier listing\nTry: plab events --help", after)}
-			}
-			return g.withPLC(func(s *svcmgr.Session) error {
-				q := url.Values{}
-				if after > 0 {
-					q.Set("after", strconv.FormatInt(after, 10))
-				}
-				es, err := listAll[api.Event](c.Context(), s.PLC, "/v1/events", q, limit)
-				if err != nil {
-					return err
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, es)
-				}
-				rows := make([][]any, 0, len(es))
-				for _, e := range es {
-					rows = append(rows, []any{e.ID, when(e.At), e.Actor, e.Action, e.Object, e.Result})
-				}
-				return table(g.stdout, []any{"ID", "AT", "ACTOR", "ACTION", "OBJECT", "RESULT"}, rows)
-			})
-		},
 	}
-	outFlag(c, &out)
-	limitFlag(c, &limit)
 	c.Flags().Int64Var(&after, "after", 0, "only events after this ID")
-	return c
+	return listCmd(g, c, listing[api.Event]{
+		path: "/v1/events",
+		query: func(*cobra.Command) (url.Values, error) {
+			if after < 0 {
+				return nil, usageError{fmt.Errorf("--after %d: want an event ID from an earlier listing\nTry: plab events --help", after)}
+			}
+			q := url.Values{}
+			if after > 0 {
+				q.Set("after", strconv.FormatInt(after, 10))
+			}
+			return q, nil
+		},
+		header: []any{"ID", "AT", "ACTOR", "ACTION", "OBJECT", "RESULT"},
+		row: func(e api.Event) []any {
+			return []any{e.ID, when(e.At), e.Actor, e.Action, e.Object, e.Result}
+		},
+	})
 }

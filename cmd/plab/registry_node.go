@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"net/url"
 	"strconv"
@@ -16,11 +17,6 @@ import (
 // Nodes and node groups at PLC. The node commands join the node group,
 // beside those that run a node (enroll, serve, cleanup, flows).
 
-const (
-	nodeHint      = "plab node list shows the nodes"
-	nodeGroupHint = "plab nodegroup list shows the node groups"
-)
-
 // newNodeRegistryCmds are the node group's commands on PLC's records.
 func newNodeRegistryCmds(g *globals) []*cobra.Command {
 	return []*cobra.Command{newNodeListCmd(g), newNodeShowCmd(g), newNodeAddCmd(g), newNodeUpdateCmd(g),
@@ -28,9 +24,7 @@ func newNodeRegistryCmds(g *globals) []*cobra.Command {
 }
 
 func newNodeListCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	var site, tag, bootState, group string
-	var limit int
 	c := &cobra.Command{
 		Use:   "list [--site LOGIN] [--tag NAME=VALUE] [--boot-state STATE] [--nodegroup NAME]",
 		Short: "List the nodes registered at PLC",
@@ -38,79 +32,50 @@ func newNodeListCmd(g *globals) *cobra.Command {
   plab node list --site ucb --tag arch=x86_64
   plab node list --nodegroup gpu -o json`,
 		Args: exactArgs(0, "no arguments (filter with flags)"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkLimit(c, limit); err != nil {
-				return err
-			}
-			q := url.Values{}
-			if tag != "" {
-				if _, _, err := parseTag(c, tag); err != nil {
-					return err
-				}
-				q.Set("tag", tag)
-			}
-			for k, v := range map[string]string{"site": site, "boot_state": bootState, "nodegroup": group} {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			return g.withPLC(func(s *svcmgr.Session) error {
-				ns, err := listAll[api.Node](c.Context(), s.PLC, "/v1/nodes", q, limit)
-				if err != nil {
-					return hint(err, "plab site list shows the sites, plab nodegroup list the node groups")
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, ns)
-				}
-				rows := make([][]any, 0, len(ns))
-				for _, n := range ns {
-					rows = append(rows, []any{n.Hostname, n.Site, n.BootState, orDash(strings.Join(n.Addresses, ",")), tagList(n.Tags), when(n.LastContact)})
-				}
-				return table(g.stdout, []any{"HOSTNAME", "SITE", "BOOT STATE", "ADDRESSES", "TAGS", "LAST CONTACT"}, rows)
-			})
-		},
 	}
 	f := c.Flags()
 	f.StringVar(&site, "site", "", "only this site's nodes")
 	f.StringVar(&tag, "tag", "", "only nodes with this tag NAME=VALUE")
 	f.StringVar(&bootState, "boot-state", "", "only nodes in this boot state (boot, safeboot, reinstall, disabled)")
 	f.StringVar(&group, "nodegroup", "", "only this node group's nodes")
-	outFlag(c, &out)
-	limitFlag(c, &limit)
-	return c
+	return listCmd(g, c, listing[api.Node]{
+		path: nodeKind.path,
+		query: func(c *cobra.Command) (url.Values, error) {
+			if tag != "" {
+				if _, _, err := parseTag(c, tag); err != nil {
+					return nil, err
+				}
+			}
+			return filters(map[string]string{"site": site, "tag": tag, "boot_state": bootState, "nodegroup": group}), nil
+		},
+		hint:   "plab site list shows the sites, plab nodegroup list the node groups",
+		header: []any{"HOSTNAME", "SITE", "BOOT STATE", "ADDRESSES", "TAGS", "LAST CONTACT"},
+		row: func(n api.Node) []any {
+			return []any{n.Hostname, n.Site, n.BootState, orDash(strings.Join(n.Addresses, ",")), tagList(n.Tags), when(n.LastContact)}
+		},
+	})
 }
 
 func newNodeShowCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	c := &cobra.Command{
-		Use:   "show HOST",
 		Short: "Show a node: site, state, addresses, tags, capacity, SSH host key and ports",
 		Long: `Show PLC's record of a node. The SSH host key and the ports are those the
 node last reported: plab ssh pins that key; "-" means the node has not
 reported yet (a port not reported is the default: SSH 22, API ` + strconv.Itoa(svcmgr.DefaultNodePort) + `).`,
 		Example: "  plab node show n1.ucb.edu\n  plab node show n1.ucb.edu -o json",
-		Args:    exactArgs(1, "the node's hostname"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				var n api.Node
-				if err := s.PLC.Do(c.Context(), "GET", "/v1/nodes/"+seg(args[0]), nil, &n); err != nil {
-					return hint(err, nodeHint)
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, n)
-				}
-				return fields(g.stdout, [][2]string{
-					{"hostname", n.Hostname}, {"site", n.Site}, {"boot_state", n.BootState},
-					{"addresses", strings.Join(n.Addresses, ", ")}, {"tags", tagList(n.Tags)},
-					{"capacity", resourcesString(n.Capacity)},
-					{"last_contact", when(n.LastContact)}, {"created", when(n.Created)},
-					{"ssh_host_key", n.SSHHostKey}, {"ssh_port", port(n.SSHPort)}, {"api_port", port(n.APIPort)},
-				})
+	}
+	return showCmd(g, c, showing[api.Node]{
+		kind: nodeKind,
+		text: func(w io.Writer, _ *svcmgr.Session, n api.Node) error {
+			return fields(w, [][2]string{
+				{"hostname", n.Hostname}, {"site", n.Site}, {"boot_state", n.BootState},
+				{"addresses", strings.Join(n.Addresses, ", ")}, {"tags", tagList(n.Tags)},
+				{"capacity", resourcesString(n.Capacity)},
+				{"last_contact", when(n.LastContact)}, {"created", when(n.Created)},
+				{"ssh_host_key", n.SSHHostKey}, {"ssh_port", port(n.SSHPort)}, {"api_port", port(n.APIPort)},
 			})
 		},
-	}
-	outFlag(c, &out)
-	return c
+	})
 }
 
 // port is a reported port for a table: "" (shown "-") when not reported.
@@ -184,7 +149,7 @@ enrollment token (plab node token HOST) and enroll the machine with it
 (plab node enroll on the machine).`,
 		Example: `  plab node add n1.ucb.edu --site ucb --address 198.18.0.2 --tag arch=x86_64
   plab node token n1.ucb.edu`,
-		Args: exactArgs(1, "the node's hostname"),
+		Args: nodeKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			if in.Site == "" {
 				return usageError{fmt.Errorf("plab node add needs --site, the site the node belongs to\nTry: plab node add --help")}
@@ -202,8 +167,8 @@ enrollment token (plab node token HOST) and enroll the machine with it
 			}
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var n api.Node
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/nodes", in, &n); err != nil {
-					return hint(err, siteHint)
+				if err := s.PLC.Do(c.Context(), "POST", nodeKind.path, in, &n); err != nil {
+					return hint(err, siteKind.hint)
 				}
 				return g.report(out, n, "node %s added at site %s; make its enrollment token with plab node token %s", n.Hostname, n.Site, n.Hostname)
 			})
@@ -232,7 +197,7 @@ them. The node learns the change at its next sync with PLC.`,
 		Example: `  plab node update n1.ucb.edu --tag arch=arm64 --untag gpu
   plab node update n1.ucb.edu --boot-state safeboot
   plab node update n1.ucb.edu --address 198.18.0.9`,
-		Args: exactArgs(1, "the node's hostname"),
+		Args: nodeKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			var in api.NodeUpdate
 			set := map[string]string{}
@@ -243,9 +208,7 @@ them. The node learns the change at its next sync with PLC.`,
 				}
 				set[k] = v
 			}
-			if c.Flags().Changed("boot-state") {
-				in.BootState = &bootState
-			}
+			in.BootState = changed(c, "boot-state", &bootState)
 			if c.Flags().Changed("address") {
 				if len(addrs) == 0 {
 					return usageError{fmt.Errorf("--address: give at least one address\nTry: plab node update --help")}
@@ -259,8 +222,8 @@ them. The node learns the change at its next sync with PLC.`,
 				if len(set) > 0 || len(untags) > 0 {
 					// PLC replaces all tags at once: start from the node's.
 					var n api.Node
-					if err := s.PLC.Do(c.Context(), "GET", "/v1/nodes/"+seg(args[0]), nil, &n); err != nil {
-						return hint(err, nodeHint)
+					if err := nodeKind.get(c.Context(), s, args[0], &n); err != nil {
+						return err
 					}
 					in.Tags = map[string]string{}
 					maps.Copy(in.Tags, n.Tags)
@@ -277,8 +240,8 @@ them. The node learns the change at its next sync with PLC.`,
 					}
 				}
 				var n api.Node
-				if err := s.PLC.Do(c.Context(), "PATCH", "/v1/nodes/"+seg(args[0]), in, &n); err != nil {
-					return hint(err, nodeHint)
+				if err := nodeKind.do(c.Context(), s, "PATCH", args[0], in, &n); err != nil {
+					return err
 				}
 				return g.report(out, n, "node %s updated: boot state %s, tags %s, addresses %s", n.Hostname, n.BootState, tagList(n.Tags), orDash(strings.Join(n.Addresses, ",")))
 			})
@@ -294,23 +257,12 @@ them. The node learns the change at its next sync with PLC.`,
 }
 
 func newNodeDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete HOST",
+	return deleteCmd(g, nodeKind, &cobra.Command{
 		Short: "Remove a node from PLC (techs: at their site; admins)",
 		Long: `Remove a node's record at PLC. Its certificate speaks for it no more: to
 come back, the node is added again and enrolls again.`,
 		Example: `  plab node delete n1.ucb.edu`,
-		Args:    exactArgs(1, "the node's hostname"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				if err := s.PLC.Do(c.Context(), "DELETE", "/v1/nodes/"+seg(args[0]), nil, nil); err != nil {
-					return hint(err, nodeHint)
-				}
-				fmt.Fprintf(g.stdout, "node %s deleted\n", args[0])
-				return nil
-			})
-		},
-	}
+	})
 }
 
 func newNodeTokenCmd(g *globals) *cobra.Command {
@@ -323,12 +275,12 @@ hours; PLC keeps only its hash). Pass it to the machine's operator over a
 private channel; plab node enroll spends it.`,
 		Example: `  plab node token n1.ucb.edu
   plab node token n1.ucb.edu -o json`,
-		Args: exactArgs(1, "the node's hostname"),
+		Args: nodeKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var t api.EnrollToken
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/nodes/"+seg(args[0])+"/token", nil, &t); err != nil {
-					return hint(err, nodeHint+"; plab node add registers one")
+				if err := s.PLC.Do(c.Context(), "POST", nodeKind.url(args[0])+"/token", nil, &t); err != nil {
+					return hint(err, nodeKind.hint+"; plab node add registers one")
 				}
 				if out == "json" {
 					return writeJSON(g.stdout, t)
@@ -358,36 +310,17 @@ scoped to one. Admins create and delete groups.`,
 }
 
 func newNodeGroupListCmd(g *globals) *cobra.Command {
-	var out outputFlag
-	var limit int
 	c := &cobra.Command{
 		Use:     "list",
 		Short:   "List the node groups",
 		Example: "  plab nodegroup list\n  plab nodegroup list -o json",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkLimit(c, limit); err != nil {
-				return err
-			}
-			return g.withPLC(func(s *svcmgr.Session) error {
-				gs, err := listAll[api.NodeGroup](c.Context(), s.PLC, "/v1/nodegroups", nil, limit)
-				if err != nil {
-					return err
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, gs)
-				}
-				rows := make([][]any, 0, len(gs))
-				for _, x := range gs {
-					rows = append(rows, []any{x.Name, x.Tag, x.Value})
-				}
-				return table(g.stdout, []any{"NAME", "TAG", "VALUE"}, rows)
-			})
-		},
 	}
-	outFlag(c, &out)
-	limitFlag(c, &limit)
-	return c
+	return listCmd(g, c, listing[api.NodeGroup]{
+		path:   nodeGroupKind.path,
+		header: []any{"NAME", "TAG", "VALUE"},
+		row:    func(x api.NodeGroup) []any { return []any{x.Name, x.Tag, x.Value} },
+	})
 }
 
 func newNodeGroupCreateCmd(g *globals) *cobra.Command {
@@ -398,7 +331,7 @@ func newNodeGroupCreateCmd(g *globals) *cobra.Command {
 		Short: "Create a node group: the nodes whose tag TAG is VALUE (admins)",
 		Example: `  plab nodegroup create arm --tag arch --value arm64
   plab node list --nodegroup arm`,
-		Args: exactArgs(1, "the group's name"),
+		Args: nodeGroupKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			if in.Tag == "" || !c.Flags().Changed("value") {
 				return usageError{fmt.Errorf("plab nodegroup create needs --tag and --value: the group is the nodes whose tag has that value\nTry: plab nodegroup create --help")}
@@ -406,7 +339,7 @@ func newNodeGroupCreateCmd(g *globals) *cobra.Command {
 			in.Name = args[0]
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var x api.NodeGroup
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/nodegroups", in, &x); err != nil {
+				if err := s.PLC.Do(c.Context(), "POST", nodeGroupKind.path, in, &x); err != nil {
 					return err
 				}
 				return g.report(out, x, "node group %s created: the nodes with tag %s=%s; plab node list --nodegroup %s lists them", x.Name, x.Tag, x.Value, x.Name)
@@ -420,19 +353,8 @@ func newNodeGroupCreateCmd(g *globals) *cobra.Command {
 }
 
 func newNodeGroupDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete NAME",
+	return deleteCmd(g, nodeGroupKind, &cobra.Command{
 		Short:   "Delete a node group, and the slice attributes scoped to it (admins)",
 		Example: `  plab nodegroup delete arm`,
-		Args:    exactArgs(1, "the group's name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				if err := s.PLC.Do(c.Context(), "DELETE", "/v1/nodegroups/"+seg(args[0]), nil, nil); err != nil {
-					return hint(err, nodeGroupHint)
-				}
-				fmt.Fprintf(g.stdout, "node group %s deleted\n", args[0])
-				return nil
-			})
-		},
-	}
+	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,11 +18,6 @@ import (
 
 // Sites, people and their keys at PLC.
 
-const (
-	siteHint   = "plab site list shows the sites"
-	personHint = "plab person list shows the people"
-)
-
 func newSiteCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "site",
@@ -35,68 +31,36 @@ everyone may list them.`,
 }
 
 func newSiteListCmd(g *globals) *cobra.Command {
-	var out outputFlag
-	var limit int
 	c := &cobra.Command{
 		Use:     "list",
 		Short:   "List the sites",
 		Example: "  plab site list\n  plab site list -o json",
 		Args:    exactArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkLimit(c, limit); err != nil {
-				return err
-			}
-			return g.withPLC(func(s *svcmgr.Session) error {
-				ss, err := listAll[api.Site](c.Context(), s.PLC, "/v1/sites", nil, limit)
-				if err != nil {
-					return err
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, ss)
-				}
-				rows := make([][]any, 0, len(ss))
-				for _, x := range ss {
-					rows = append(rows, []any{x.LoginBase, x.Name, x.MaxSlices, x.MaxSlivers, yesNo(x.Enabled), when(x.Created)})
-				}
-				return table(g.stdout, []any{"LOGIN", "NAME", "MAX SLICES", "MAX SLIVERS", "ENABLED", "CREATED"}, rows)
-			})
-		},
 	}
-	outFlag(c, &out)
-	limitFlag(c, &limit)
-	return c
+	return listCmd(g, c, listing[api.Site]{
+		path:   siteKind.path,
+		header: []any{"LOGIN", "NAME", "MAX SLICES", "MAX SLIVERS", "ENABLED", "CREATED"},
+		row: func(x api.Site) []any {
+			return []any{x.LoginBase, x.Name, x.MaxSlices, x.MaxSlivers, yesNo(x.Enabled), when(x.Created)}
+		},
+	})
 }
 
 func newSiteShowCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	c := &cobra.Command{
-		Use:     "show LOGIN",
 		Short:   "Show a site",
 		Example: "  plab site show ucb\n  plab site show ucb -o json",
-		Args:    exactArgs(1, "the site's login base"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				var x api.Site
-				if err := s.PLC.Do(c.Context(), "GET", "/v1/sites/"+seg(args[0]), nil, &x); err != nil {
-					return hint(err, siteHint)
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, x)
-				}
-				return fields(g.stdout, siteFields(x))
+	}
+	return showCmd(g, c, showing[api.Site]{
+		kind: siteKind,
+		text: func(w io.Writer, _ *svcmgr.Session, x api.Site) error {
+			return fields(w, [][2]string{
+				{"login_base", x.LoginBase}, {"name", x.Name},
+				{"max_slices", strconv.Itoa(x.MaxSlices)}, {"max_slivers", strconv.Itoa(x.MaxSlivers)},
+				{"enabled", yesNo(x.Enabled)}, {"created", when(x.Created)},
 			})
 		},
-	}
-	outFlag(c, &out)
-	return c
-}
-
-func siteFields(x api.Site) [][2]string {
-	return [][2]string{
-		{"login_base", x.LoginBase}, {"name", x.Name},
-		{"max_slices", strconv.Itoa(x.MaxSlices)}, {"max_slivers", strconv.Itoa(x.MaxSlivers)},
-		{"enabled", yesNo(x.Enabled)}, {"created", when(x.Created)},
-	}
+	})
 }
 
 func newSiteCreateCmd(g *globals) *cobra.Command {
@@ -111,7 +75,7 @@ digits starting with a letter; its slices' names start with it. The site
 may hold --max-slices slices and --max-slivers slivers at once (0: none).`,
 		Example: `  plab site create ucb --name "University of California, Berkeley"
   plab site create mit --name MIT --max-slices 20 --max-slivers 2000`,
-		Args: exactArgs(1, "the site's login base"),
+		Args: siteKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			if in.Name == "" {
 				return usageError{fmt.Errorf("plab site create needs --name, the institution's name\nTry: plab site create --help")}
@@ -119,7 +83,7 @@ may hold --max-slices slices and --max-slivers slivers at once (0: none).`,
 			in.LoginBase, in.Enabled = args[0], !disabled
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var x api.Site
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/sites", in, &x); err != nil {
+				if err := s.PLC.Do(c.Context(), "POST", siteKind.path, in, &x); err != nil {
 					return err
 				}
 				return g.report(out, x, "site %s created (%d slices, %d slivers at most); add its people with plab person create EMAIL --site %s", x.LoginBase, x.MaxSlices, x.MaxSlivers, x.LoginBase)
@@ -148,30 +112,23 @@ its slices' tickets, and its people (admins aside) can change nothing at
 PLC until it is enabled again.`,
 		Example: `  plab site update ucb --max-slices 20
   plab site update ucb --disable`,
-		Args: exactArgs(1, "the site's login base"),
+		Args: siteKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			var in api.SiteUpdate
 			var err error
 			if in.Enabled, err = en.value(c); err != nil {
 				return err
 			}
-			f := c.Flags()
-			if f.Changed("name") {
-				in.Name = &name
-			}
-			if f.Changed("max-slices") {
-				in.MaxSlices = &maxSlices
-			}
-			if f.Changed("max-slivers") {
-				in.MaxSlivers = &maxSlivers
-			}
+			in.Name = changed(c, "name", &name)
+			in.MaxSlices = changed(c, "max-slices", &maxSlices)
+			in.MaxSlivers = changed(c, "max-slivers", &maxSlivers)
 			if in == (api.SiteUpdate{}) {
 				return nothingToChange(c)
 			}
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var x api.Site
-				if err := s.PLC.Do(c.Context(), "PATCH", "/v1/sites/"+seg(args[0]), in, &x); err != nil {
-					return hint(err, siteHint)
+				if err := siteKind.do(c.Context(), s, "PATCH", args[0], in, &x); err != nil {
+					return err
 				}
 				return g.report(out, x, "site %s updated", x.LoginBase)
 			})
@@ -187,21 +144,10 @@ PLC until it is enabled again.`,
 }
 
 func newSiteDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete LOGIN",
+	return deleteCmd(g, siteKind, &cobra.Command{
 		Short:   "Delete a site that has no people, nodes or slices left (admins)",
 		Example: `  plab site delete oldsite`,
-		Args:    exactArgs(1, "the site's login base"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				if err := s.PLC.Do(c.Context(), "DELETE", "/v1/sites/"+seg(args[0]), nil, nil); err != nil {
-					return hint(err, siteHint)
-				}
-				fmt.Fprintf(g.stdout, "site %s deleted\n", args[0])
-				return nil
-			})
-		},
-	}
+	})
 }
 
 // ---- people
@@ -220,42 +166,25 @@ site's people; admins anyone's.`,
 }
 
 func newPersonListCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	var site string
-	var limit int
 	c := &cobra.Command{
 		Use:     "list [--site LOGIN]",
 		Short:   "List people",
 		Example: "  plab person list\n  plab person list --site ucb -o json",
 		Args:    exactArgs(0, "no arguments (filter with --site)"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkLimit(c, limit); err != nil {
-				return err
-			}
-			q := url.Values{}
-			if site != "" {
-				q.Set("site", site)
-			}
-			return g.withPLC(func(s *svcmgr.Session) error {
-				ps, err := listAll[api.Person](c.Context(), s.PLC, "/v1/persons", q, limit)
-				if err != nil {
-					return hint(err, siteHint)
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, ps)
-				}
-				rows := make([][]any, 0, len(ps))
-				for _, x := range ps {
-					rows = append(rows, []any{x.Email, orDash(x.Name), orDash(x.Site), orDash(strings.Join(x.Roles, ",")), yesNo(x.Enabled)})
-				}
-				return table(g.stdout, []any{"EMAIL", "NAME", "SITE", "ROLES", "ENABLED"}, rows)
-			})
-		},
 	}
 	c.Flags().StringVar(&site, "site", "", "only this site's people")
-	outFlag(c, &out)
-	limitFlag(c, &limit)
-	return c
+	return listCmd(g, c, listing[api.Person]{
+		path: personKind.path,
+		query: func(*cobra.Command) (url.Values, error) {
+			return filters(map[string]string{"site": site}), nil
+		},
+		hint:   siteKind.hint,
+		header: []any{"EMAIL", "NAME", "SITE", "ROLES", "ENABLED"},
+		row: func(x api.Person) []any {
+			return []any{x.Email, orDash(x.Name), orDash(x.Site), orDash(strings.Join(x.Roles, ",")), yesNo(x.Enabled)}
+		},
+	})
 }
 
 // personWithKeys is a person's record and keys, as person show prints it.
@@ -264,42 +193,39 @@ type personWithKeys struct {
 	Keys []api.Key `json:"keys"`
 }
 
+// getPersonWithKeys gets the person with this email, and their keys.
+func getPersonWithKeys(ctx context.Context, s *svcmgr.Session, email string) (personWithKeys, error) {
+	var x personWithKeys
+	if err := personKind.get(ctx, s, email, &x.Person); err != nil {
+		return x, err
+	}
+	var err error
+	x.Keys, err = listAll[api.Key](ctx, s.PLC, keysPath(email), nil, 0)
+	return x, err
+}
+
 func newPersonShowCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	c := &cobra.Command{
-		Use:     "show EMAIL",
 		Short:   "Show a person and their keys",
 		Example: "  plab person show alice@ucb.edu\n  plab person show alice@ucb.edu -o json",
-		Args:    exactArgs(1, "the person's email"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				var x personWithKeys
-				if err := s.PLC.Do(c.Context(), "GET", "/v1/persons/"+seg(args[0]), nil, &x.Person); err != nil {
-					return hint(err, personHint)
-				}
-				var err error
-				if x.Keys, err = listAll[api.Key](c.Context(), s.PLC, "/v1/persons/"+seg(args[0])+"/keys", nil, 0); err != nil {
-					return err
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, x)
-				}
-				rows := [][2]string{
-					{"email", x.Email}, {"name", x.Name}, {"site", x.Site}, {"roles", strings.Join(x.Roles, ",")},
-					{"enabled", yesNo(x.Enabled)}, {"created", when(x.Created)},
-				}
-				for _, k := range x.Keys {
-					rows = append(rows, [2]string{"key", k.Fingerprint + " " + keyType(k)})
-				}
-				if len(x.Keys) == 0 {
-					rows = append(rows, [2]string{"key", "none; add one with plab key add " + x.Email + " FILE.pub"})
-				}
-				return fields(g.stdout, rows)
-			})
-		},
 	}
-	outFlag(c, &out)
-	return c
+	return showCmd(g, c, showing[personWithKeys]{
+		kind: personKind,
+		get:  getPersonWithKeys,
+		text: func(w io.Writer, _ *svcmgr.Session, x personWithKeys) error {
+			rows := [][2]string{
+				{"email", x.Email}, {"name", x.Name}, {"site", x.Site}, {"roles", strings.Join(x.Roles, ",")},
+				{"enabled", yesNo(x.Enabled)}, {"created", when(x.Created)},
+			}
+			for _, k := range x.Keys {
+				rows = append(rows, [2]string{"key", k.Fingerprint + " " + keyType(k)})
+			}
+			if len(x.Keys) == 0 {
+				rows = append(rows, [2]string{"key", "none; add one with plab key add " + x.Email + " FILE.pub"})
+			}
+			return fields(w, rows)
+		},
+	})
 }
 
 func newPersonCreateCmd(g *globals) *cobra.Command {
@@ -314,7 +240,7 @@ admins grant admin. The person signs in once they have a key: plab key add
 EMAIL FILE.pub.`,
 		Example: `  plab person create bob@ucb.edu --name "Bob Lee" --site ucb
   plab person create carol@ucb.edu --name Carol --site ucb --role user --role tech`,
-		Args: exactArgs(1, "the person's email"),
+		Args: personKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			if in.Name == "" {
 				return usageError{fmt.Errorf("plab person create needs --name, the person's name\nTry: plab person create --help")}
@@ -322,8 +248,8 @@ EMAIL FILE.pub.`,
 			in.Email, in.Enabled = args[0], !disabled
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var x api.Person
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/persons", in, &x); err != nil {
-					return hint(err, siteHint)
+				if err := s.PLC.Do(c.Context(), "POST", personKind.path, in, &x); err != nil {
+					return hint(err, siteKind.hint)
 				}
 				return g.report(out, x, "person %s created (%s); add their key with plab key add %s FILE.pub", x.Email, strings.Join(x.Roles, ","), x.Email)
 			})
@@ -351,21 +277,16 @@ every role. People change their own name; roles, site and state are a PI's
 (at their site) or an admin's.`,
 		Example: `  plab person update bob@ucb.edu --role user --role pi
   plab person update bob@ucb.edu --disable`,
-		Args: exactArgs(1, "the person's email"),
+		Args: personKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			var in api.PersonUpdate
 			var err error
 			if in.Enabled, err = en.value(c); err != nil {
 				return err
 			}
-			f := c.Flags()
-			if f.Changed("name") {
-				in.Name = &name
-			}
-			if f.Changed("site") {
-				in.Site = &site
-			}
-			if f.Changed("role") {
+			in.Name = changed(c, "name", &name)
+			in.Site = changed(c, "site", &site)
+			if c.Flags().Changed("role") {
 				if len(roles) == 0 {
 					return usageError{fmt.Errorf("--role: give at least one role (user, pi, tech or admin)\nTry: plab person update --help")}
 				}
@@ -376,8 +297,8 @@ every role. People change their own name; roles, site and state are a PI's
 			}
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var x api.Person
-				if err := s.PLC.Do(c.Context(), "PATCH", "/v1/persons/"+seg(args[0]), in, &x); err != nil {
-					return hint(err, personHint+", and plab site list the sites")
+				if err := s.PLC.Do(c.Context(), "PATCH", personKind.url(args[0]), in, &x); err != nil {
+					return hint(err, personKind.hint+", and plab site list the sites")
 				}
 				return g.report(out, x, "person %s updated", x.Email)
 			})
@@ -393,21 +314,10 @@ every role. People change their own name; roles, site and state are a PI's
 }
 
 func newPersonDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete EMAIL",
+	return deleteCmd(g, personKind, &cobra.Command{
 		Short:   "Delete a person and their keys (PIs: at their site; admins)",
 		Example: `  plab person delete bob@ucb.edu`,
-		Args:    exactArgs(1, "the person's email"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				if err := s.PLC.Do(c.Context(), "DELETE", "/v1/persons/"+seg(args[0]), nil, nil); err != nil {
-					return hint(err, personHint)
-				}
-				fmt.Fprintf(g.stdout, "person %s deleted\n", args[0])
-				return nil
-			})
-		},
-	}
+	})
 }
 
 // ---- keys
@@ -437,6 +347,9 @@ func keyOwner(ctx context.Context, s *svcmgr.Session, args []string) (string, er
 	return w.Email, nil
 }
 
+// keysPath is the API path of a person's keys.
+func keysPath(email string) string { return personKind.url(email) + "/keys" }
+
 // keyType is a key's algorithm and comment, from its authorized_keys line.
 func keyType(k api.Key) string {
 	f := strings.Fields(k.PublicKey)
@@ -464,19 +377,14 @@ func newKeyListCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				ks, err := listAll[api.Key](c.Context(), s.PLC, "/v1/persons/"+seg(email)+"/keys", nil, 0)
+				ks, err := listAll[api.Key](c.Context(), s.PLC, keysPath(email), nil, 0)
 				if err != nil {
-					return hint(err, personHint)
+					return hint(err, personKind.hint)
 				}
-				if out == "json" {
-					return writeJSON(g.stdout, ks)
-				}
-				rows := make([][]any, 0, len(ks))
-				for _, k := range ks {
+				return printList(g.stdout, out, ks, []any{"FINGERPRINT", "TYPE", "COMMENT", "ADDED"}, func(k api.Key) []any {
 					t, comment, _ := strings.Cut(keyType(k), " ")
-					rows = append(rows, []any{k.Fingerprint, t, orDash(comment), when(k.Created)})
-				}
-				return table(g.stdout, []any{"FINGERPRINT", "TYPE", "COMMENT", "ADDED"}, rows)
+					return []any{k.Fingerprint, t, orDash(comment), when(k.Created)}
+				})
 			})
 		},
 	}
@@ -518,8 +426,8 @@ machine: plab refuses a private key file.`,
 					return err
 				}
 				var k api.Key
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/persons/"+seg(email)+"/keys", api.Key{PublicKey: strings.TrimSpace(string(data))}, &k); err != nil {
-					return hint(err, personHint)
+				if err := s.PLC.Do(c.Context(), "POST", keysPath(email), api.Key{PublicKey: strings.TrimSpace(string(data))}, &k); err != nil {
+					return hint(err, personKind.hint)
 				}
 				return g.report(out, k, "key %s added to %s", k.Fingerprint, email)
 			})
@@ -558,7 +466,7 @@ be locked out until someone adds another key for you.`,
 				if fp == s.ID.Fingerprint() && !force {
 					return fmt.Errorf("key %s is the one you are logged in with: without it you cannot reach PLC; add another key and log in with it first, or give --force", fp)
 				}
-				if err := s.PLC.Do(c.Context(), "DELETE", "/v1/persons/"+seg(email)+"/keys/"+seg(string(fp)), nil, nil); err != nil {
+				if err := s.PLC.Do(c.Context(), "DELETE", keysPath(email)+"/"+seg(string(fp)), nil, nil); err != nil {
 					return hint(err, "plab key list "+email+" shows the keys")
 				}
 				fmt.Fprintf(g.stdout, "key %s removed from %s\n", fp, email)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -18,8 +20,6 @@ import (
 // Slices at PLC. These commands join the slice group, whose other commands
 // (create, status, renew, sync, delete) act on the slice's slivers.
 
-const sliceHint = "plab slice list shows the slices"
-
 // newSliceRegistryCmds are the slice group's commands on PLC's records.
 func newSliceRegistryCmds(g *globals) []*cobra.Command {
 	return []*cobra.Command{newSliceListCmd(g), newSliceShowCmd(g), newSliceRegisterCmd(g), newSliceMembersCmd(g),
@@ -27,48 +27,32 @@ func newSliceRegistryCmds(g *globals) []*cobra.Command {
 }
 
 func newSliceListCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	var site string
 	var mine bool
-	var limit int
 	c := &cobra.Command{
 		Use:   "list [--site LOGIN] [--mine]",
 		Short: "List the slices at PLC",
 		Example: `  plab slice list --mine
   plab slice list --site ucb -o json`,
 		Args: exactArgs(0, "no arguments (filter with --site or --mine)"),
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkLimit(c, limit); err != nil {
-				return err
-			}
-			q := url.Values{}
-			if site != "" {
-				q.Set("site", site)
-			}
-			if mine {
-				q.Set("mine", "true")
-			}
-			return g.withPLC(func(s *svcmgr.Session) error {
-				ss, err := listAll[api.Slice](c.Context(), s.PLC, "/v1/slices", q, limit)
-				if err != nil {
-					return hint(err, siteHint)
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, ss)
-				}
-				rows := make([][]any, 0, len(ss))
-				for _, x := range ss {
-					rows = append(rows, []any{x.Name, x.Site, x.Instantiation, yesNo(x.Enabled), when(x.Expires), orDash(x.Description)})
-				}
-				return table(g.stdout, []any{"NAME", "SITE", "INSTANTIATION", "ENABLED", "EXPIRES", "DESCRIPTION"}, rows)
-			})
-		},
 	}
 	c.Flags().StringVar(&site, "site", "", "only this site's slices")
 	c.Flags().BoolVar(&mine, "mine", false, "only the slices you are a member of")
-	outFlag(c, &out)
-	limitFlag(c, &limit)
-	return c
+	return listCmd(g, c, listing[api.Slice]{
+		path: sliceKind.path,
+		query: func(*cobra.Command) (url.Values, error) {
+			q := filters(map[string]string{"site": site})
+			if mine {
+				q.Set("mine", "true")
+			}
+			return q, nil
+		},
+		hint:   siteKind.hint,
+		header: []any{"NAME", "SITE", "INSTANTIATION", "ENABLED", "EXPIRES", "DESCRIPTION"},
+		row: func(x api.Slice) []any {
+			return []any{x.Name, x.Site, x.Instantiation, yesNo(x.Enabled), when(x.Expires), orDash(x.Description)}
+		},
+	})
 }
 
 // sliceWithAttrs is a slice's record and attributes, as slice show prints
@@ -78,50 +62,47 @@ type sliceWithAttrs struct {
 	Attributes []api.Attribute `json:"attributes"`
 }
 
+// getSliceWithAttrs gets the slice with this name, and its attributes.
+func getSliceWithAttrs(ctx context.Context, s *svcmgr.Session, name string) (sliceWithAttrs, error) {
+	var x sliceWithAttrs
+	if err := sliceKind.get(ctx, s, name, &x.Slice); err != nil {
+		return x, err
+	}
+	var err error
+	x.Attributes, err = listAll[api.Attribute](ctx, s.PLC, attrsPath(name), nil, 0)
+	return x, err
+}
+
 func newSliceShowCmd(g *globals) *cobra.Command {
-	var out outputFlag
 	c := &cobra.Command{
-		Use:   "show NAME",
 		Short: "Show a slice at PLC: members, expiry, nodes, attributes",
 		Long: `Show PLC's record of a slice. Its nodes are those PLC binds a delegated
 slice to; the slivers of a direct slice are yours: plab slice status NAME.`,
 		Example: "  plab slice show ucb_exp\n  plab slice show ucb_exp -o json",
-		Args:    exactArgs(1, "the slice's name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			return g.withPLC(func(s *svcmgr.Session) error {
-				var x sliceWithAttrs
-				if err := s.PLC.Do(c.Context(), "GET", "/v1/slices/"+seg(args[0]), nil, &x.Slice); err != nil {
-					return hint(err, sliceHint)
-				}
-				var err error
-				if x.Attributes, err = listAll[api.Attribute](c.Context(), s.PLC, "/v1/slices/"+seg(args[0])+"/attributes", nil, 0); err != nil {
-					return err
-				}
-				if out == "json" {
-					return writeJSON(g.stdout, x)
-				}
-				nodes := strings.Join(x.Nodes, ", ")
-				if nodes == "" && x.Instantiation == api.InstantiationDirect {
-					nodes = "- (direct: plab slice status " + x.Name + " shows your slivers)"
-				}
-				if err := fields(g.stdout, [][2]string{
-					{"name", x.Name}, {"site", x.Site}, {"description", x.Description}, {"url", x.URL},
-					{"instantiation", x.Instantiation}, {"enabled", yesNo(x.Enabled)},
-					{"expires", expiry(x.Expires, s.Now())}, {"max_nodes", strconv.Itoa(x.MaxNodes)},
-					{"created", when(x.Created)}, {"members", strings.Join(x.Members, ", ")}, {"nodes", nodes},
-				}); err != nil {
-					return err
-				}
-				if len(x.Attributes) == 0 {
-					return nil
-				}
-				fmt.Fprintln(g.stdout)
-				return attrTable(g, x.Attributes)
-			})
-		},
 	}
-	outFlag(c, &out)
-	return c
+	return showCmd(g, c, showing[sliceWithAttrs]{
+		kind: sliceKind,
+		get:  getSliceWithAttrs,
+		text: func(w io.Writer, s *svcmgr.Session, x sliceWithAttrs) error {
+			nodes := strings.Join(x.Nodes, ", ")
+			if nodes == "" && x.Instantiation == api.InstantiationDirect {
+				nodes = "- (direct: plab slice status " + x.Name + " shows your slivers)"
+			}
+			if err := fields(w, [][2]string{
+				{"name", x.Name}, {"site", x.Site}, {"description", x.Description}, {"url", x.URL},
+				{"instantiation", x.Instantiation}, {"enabled", yesNo(x.Enabled)},
+				{"expires", expiry(x.Expires, s.Now())}, {"max_nodes", strconv.Itoa(x.MaxNodes)},
+				{"created", when(x.Created)}, {"members", strings.Join(x.Members, ", ")}, {"nodes", nodes},
+			}); err != nil {
+				return err
+			}
+			if len(x.Attributes) == 0 {
+				return nil
+			}
+			fmt.Fprintln(w)
+			return printList(w, "table", x.Attributes, attrHeader, attrRow)
+		},
+	})
 }
 
 // expiry is a slice's expiry with how far away it is.
@@ -137,19 +118,21 @@ func expiry(t, now time.Time) string {
 	return fmt.Sprintf("%s (in %dd%dh)", when(t), days, hours)
 }
 
-func attrTable(g *globals, as []api.Attribute) error {
-	rows := make([][]any, 0, len(as))
-	for _, a := range as {
-		scope := "all nodes"
-		switch {
-		case a.Node != "":
-			scope = "node " + a.Node
-		case a.NodeGroup != "":
-			scope = "nodegroup " + a.NodeGroup
-		}
-		rows = append(rows, []any{a.ID, a.Name, a.Value, scope})
+// attrsPath is the API path of a slice's attributes.
+func attrsPath(name string) string { return sliceKind.url(name) + "/attributes" }
+
+// attrHeader and attrRow make a table of a slice's attributes.
+var attrHeader = []any{"ATTR ID", "NAME", "VALUE", "SCOPE"}
+
+func attrRow(a api.Attribute) []any {
+	scope := "all nodes"
+	switch {
+	case a.Node != "":
+		scope = "node " + a.Node
+	case a.NodeGroup != "":
+		scope = "nodegroup " + a.NodeGroup
 	}
-	return table(g.stdout, []any{"ATTR ID", "NAME", "VALUE", "SCOPE"}, rows)
+	return []any{a.ID, a.Name, a.Value, scope}
 }
 
 func newSliceMembersCmd(g *globals) *cobra.Command {
@@ -162,7 +145,7 @@ slice's site or an admin adds and removes them.`,
 		example: `  plab slice members ucb_exp
   plab slice members ucb_exp add bob@ucb.edu
   plab slice members ucb_exp rm bob@ucb.edu`,
-		hint: sliceHint + ", plab person list the people",
+		hint: sliceKind.hint + ", plab person list the people",
 		list: func(x api.Slice) []string { return x.Members },
 	})
 }
@@ -178,7 +161,7 @@ members get slivers with plab slice create.`,
 		example: `  plab slice nodes ucb_svc
   plab slice nodes ucb_svc add n1.ucb.edu
   plab slice nodes ucb_svc rm n1.ucb.edu`,
-		hint: sliceHint + ", plab node list the nodes",
+		hint: sliceKind.hint + ", plab node list the nodes",
 		list: func(x api.Slice) []string { return x.Nodes },
 	})
 }
@@ -210,27 +193,20 @@ func newSliceSetCmd(g *globals, set sliceSet) *cobra.Command {
 			return g.withPLC(func(s *svcmgr.Session) error {
 				if len(args) == 1 {
 					var x api.Slice
-					if err := s.PLC.Do(c.Context(), "GET", "/v1/slices/"+seg(name), nil, &x); err != nil {
-						return hint(err, sliceHint)
+					if err := sliceKind.get(c.Context(), s, name, &x); err != nil {
+						return err
 					}
 					items := set.list(x)
 					if items == nil {
 						items = []string{}
 					}
-					if out == "json" {
-						return writeJSON(g.stdout, items)
-					}
-					rows := make([][]any, 0, len(items))
-					for _, m := range items {
-						rows = append(rows, []any{m})
-					}
-					return table(g.stdout, []any{set.header}, rows)
+					return printList(g.stdout, out, items, []any{set.header}, func(m string) []any { return []any{m} })
 				}
 				method, done := "PUT", "added to"
 				if args[1] == "rm" {
 					method, done = "DELETE", "removed from"
 				}
-				if err := s.PLC.Do(c.Context(), method, "/v1/slices/"+seg(name)+"/"+set.path+"/"+seg(args[2]), nil, nil); err != nil {
+				if err := s.PLC.Do(c.Context(), method, sliceKind.url(name)+"/"+set.path+"/"+seg(args[2]), nil, nil); err != nil {
 					return hint(err, set.hint)
 				}
 				fmt.Fprintf(g.stdout, "%s %s slice %s\n", args[2], done, name)
@@ -258,7 +234,7 @@ runs plab slice create NAME; a delegated one on the nodes PLC binds it to
 (two weeks unless the operator changed it), or --for.`,
 		Example: `  plab slice register ucb_exp --description "Latency study"
   plab slice register ucb_svc --delegated --for 28d`,
-		Args: exactArgs(1, "the slice's name"),
+		Args: sliceKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			var d time.Duration
 			if forD != "" {
@@ -276,8 +252,8 @@ runs plab slice create NAME; a delegated one on the nodes PLC binds it to
 					in.Expires = s.Now().Add(d)
 				}
 				var x api.Slice
-				if err := s.PLC.Do(c.Context(), "POST", "/v1/slices", in, &x); err != nil {
-					return hint(err, siteHint)
+				if err := s.PLC.Do(c.Context(), "POST", sliceKind.path, in, &x); err != nil {
+					return hint(err, siteKind.hint)
 				}
 				next := "get slivers with plab slice create " + x.Name + " --nodes N"
 				if x.Instantiation == api.InstantiationDelegated {
@@ -332,14 +308,14 @@ nodes apply it to the slice's slivers. rm takes the ID the listing shows.`,
 					return usageError{fmt.Errorf("attribute ID %q: want the number plab slice attr %s shows\nTry: plab slice attr --help", args[2], name)}
 				}
 			}
-			path := "/v1/slices/" + seg(name) + "/attributes"
+			path := attrsPath(name)
 			return g.withPLC(func(s *svcmgr.Session) error {
 				switch {
 				case len(args) == 4:
 					var a api.Attribute
 					in := api.Attribute{Name: args[2], Value: args[3], Node: node, NodeGroup: group}
 					if err := s.PLC.Do(c.Context(), "POST", path, in, &a); err != nil {
-						return hint(err, sliceHint+", plab node list the nodes, plab nodegroup list the groups")
+						return hint(err, sliceKind.hint+", plab node list the nodes, plab nodegroup list the groups")
 					}
 					return g.report(out, a, "attribute %d set on slice %s: %s=%s", a.ID, name, a.Name, a.Value)
 				case len(args) == 3:
@@ -351,12 +327,9 @@ nodes apply it to the slice's slivers. rm takes the ID the listing shows.`,
 				}
 				as, err := listAll[api.Attribute](c.Context(), s.PLC, path, nil, 0)
 				if err != nil {
-					return hint(err, sliceHint)
+					return hint(err, sliceKind.hint)
 				}
-				if out == "json" {
-					return writeJSON(g.stdout, as)
-				}
-				return attrTable(g, as)
+				return printList(g.stdout, out, as, attrHeader, attrRow)
 			})
 		},
 	}
@@ -382,12 +355,12 @@ delete NAME removes them now. plab slice enable NAME undoes this.`
 		Short:   short,
 		Long:    long,
 		Example: "  plab slice " + verb + " ucb_exp",
-		Args:    exactArgs(1, "the slice's name"),
+		Args:    sliceKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			return g.withPLC(func(s *svcmgr.Session) error {
 				var x api.Slice
-				if err := s.PLC.Do(c.Context(), "PATCH", "/v1/slices/"+seg(args[0]), api.SliceUpdate{Enabled: api.Ptr(enable)}, &x); err != nil {
-					return hint(err, sliceHint)
+				if err := sliceKind.do(c.Context(), s, "PATCH", args[0], api.SliceUpdate{Enabled: api.Ptr(enable)}, &x); err != nil {
+					return err
 				}
 				fmt.Fprintf(g.stdout, "slice %s %sd\n", x.Name, verb)
 				return nil
@@ -407,7 +380,7 @@ their next sync. Slivers redeemed directly are not touched: they go when
 their leases end, or destroy them first with plab slice delete NAME. plab
 refuses while your plab directory holds leases of the slice, unless --force.`,
 		Example: `  plab slice delete ucb_exp && plab slice forget ucb_exp`,
-		Args:    exactArgs(1, "the slice's name"),
+		Args:    sliceKind.args(),
 		RunE: func(c *cobra.Command, args []string) error {
 			name := args[0]
 			return g.withPLC(func(s *svcmgr.Session) error {
@@ -428,8 +401,8 @@ refuses while your plab directory holds leases of the slice, unless --force.`,
 					}
 					return fmt.Errorf("you hold leases of slice %s on %d %s; destroy its slivers first with plab slice delete %s, or give --force to leave them until their leases end", name, live, nodes, name)
 				}
-				if err := s.PLC.Do(c.Context(), "DELETE", "/v1/slices/"+seg(name), nil, nil); err != nil {
-					return hint(err, sliceHint)
+				if err := sliceKind.do(c.Context(), s, "DELETE", name, nil, nil); err != nil {
+					return err
 				}
 				fmt.Fprintf(g.stdout, "slice %s removed at PLC\n", name)
 				return nil
