@@ -93,6 +93,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions counts // per slice: sessions open
+	forwards counts // per slice: forwarded connections open or being dialed
 	logins   counts // per source address: logins under way
 	conns    map[net.Conn]struct{}
 	closed   bool
@@ -159,7 +160,8 @@ func Login(name string) (user, slice string) {
 // of the sliver's keys now.
 func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	user, slice := Login(meta.User())
-	if user != "" && !validUser(user) {
+	// "+slice" is no other name for the sliver's root.
+	if strings.Contains(meta.User(), "+") && !validUser(user) {
 		return nil, errors.New("bad user name")
 	}
 	lines, ok := s.cfg.Keys(slice)
@@ -181,7 +183,7 @@ func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 
 // validUser accepts the user names a sliver's /etc/passwd can hold.
 func validUser(u string) bool {
-	if len(u) > 32 {
+	if u == "" || len(u) > 32 {
 		return false
 	}
 	for i, c := range u {
@@ -275,7 +277,6 @@ func (s *Server) handle(nc net.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	var forwards atomic.Int32
 	for nch := range chans {
 		switch nch.ChannelType() {
 		case "session":
@@ -295,15 +296,14 @@ func (s *Server) handle(nc net.Conn) {
 				s.session(ctx, user, slice, ch, creqs)
 			}()
 		case "direct-tcpip":
-			if forwards.Add(1) > maxForwards {
-				forwards.Add(-1)
-				nch.Reject(ssh.ResourceShortage, fmt.Sprintf("%d forwarded connections are open on this login, the most allowed; close some", maxForwards))
+			if !s.forwards.take(slice, maxForwards) {
+				nch.Reject(ssh.ResourceShortage, fmt.Sprintf("slice %s has %d forwarded connections open on this node, the most it may; close some", slice, maxForwards))
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer forwards.Add(-1)
+				defer s.forwards.give(slice)
 				s.forward(ctx, slice, nch)
 			}()
 		default:
@@ -357,7 +357,15 @@ func (s *Server) forward(ctx context.Context, slice string, nch ssh.NewChannel) 
 		return
 	}
 	defer ch.Close()
-	go ssh.DiscardRequests(reqs)
+	// A sliver that stops reading must not hold the forward: its socket
+	// closes with the login, and soon after the client closes the channel
+	// (what the client sent has forwardDrain to get there).
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	go func() {
+		ssh.DiscardRequests(reqs) // until the channel is closed
+		time.AfterFunc(forwardDrain, func() { conn.Close() })
+	}()
 	done := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(ch, conn)
@@ -453,9 +461,15 @@ func (f *failures) add(source string, now time.Time) {
 	c.n++
 }
 
-// maxForwards bounds the forwarded connections (ssh -L) one login may hold
-// open at once.
-const maxForwards = 256
+// maxForwards bounds the forwarded connections (ssh -L) one slice may hold
+// open on the node at once, across all its logins: each holds a socket of
+// the node's daemon and, when the sliver does not read, up to an SSH window
+// (2 MiB) of the daemon's memory.
+const maxForwards = 64
+
+// forwardDrain is how long what a client sent may take to reach the sliver
+// after the client closed the channel.
+const forwardDrain = 5 * time.Second
 
 // idleConn closes itself after timeout without traffic, once timeout is
 // set (0: the deadline already set stands).
