@@ -17,7 +17,7 @@ import (
 func newNodeCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "node",
-		Short: "Run and maintain a node",
+		Short: "Nodes: run one (enroll, serve, cleanup, flows) and their records at PLC (list, show, add, update, delete, token)",
 	}
 	c.AddCommand(newNodeEnrollCmd(g), newNodeServeCmd(g))
 	c.AddCommand(newNodeFlowsCmd(g))

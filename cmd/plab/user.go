@@ -257,7 +257,7 @@ func (g *globals) finish(what string, res svcmgr.Result, err error) error {
 func newSliceCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "slice",
-		Short: "Your slices across nodes: create, status, renew, sync, delete",
+		Short: "Slices: their slivers (create, status, sync, renew, delete) and their records at PLC (list, show, members, attr, …)",
 		Long: `A slice is a set of slivers on many nodes. plab keeps each slice's tickets
 and leases in your plab directory, so any operation can be resumed:
 plab slice sync finishes what a failure left.
