@@ -301,12 +301,15 @@ func newSliceCreateCmd(g *globals) *cobra.Command {
 	return c
 }
 
-func newSliceSyncCmd(g *globals) *cobra.Command {
+// sliceOpCmd is a command that runs op on every node of a slice, with
+// progress lines and the slice commands' exit status; what names the
+// outcome ("up", "deleted").
+func sliceOpCmd(g *globals, use, short, what string, op func(s *svcmgr.Session, ctx context.Context, name string, o svcmgr.Options) (svcmgr.Result, error)) *cobra.Command {
 	var quiet bool
 	var parallel int
 	c := &cobra.Command{
-		Use:   "sync NAME",
-		Short: "Finish a slice: retry every node without a running sliver",
+		Use:   use,
+		Short: short,
 		Args:  exactArgs(1, "the slice's name"),
 		RunE: func(c *cobra.Command, args []string) error {
 			s, err := g.session()
@@ -314,13 +317,21 @@ func newSliceSyncCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			res, err := s.Sync(c.Context(), args[0], svcmgr.Options{Parallel: parallel, Progress: g.progress(quiet, 0)})
-			return g.finish("up", res, err)
+			res, err := op(s, c.Context(), args[0], svcmgr.Options{Parallel: parallel, Progress: g.progress(quiet, 0)})
+			return g.finish(what, res, err)
 		},
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
 	c.Flags().IntVar(&parallel, "parallel", 64, "nodes worked on at once")
 	return c
+}
+
+func newSliceSyncCmd(g *globals) *cobra.Command {
+	return sliceOpCmd(g, "sync NAME", "Finish a slice: retry every node without a running sliver", "up", (*svcmgr.Session).Sync)
+}
+
+func newSliceDeleteCmd(g *globals) *cobra.Command {
+	return sliceOpCmd(g, "delete NAME", "Destroy a slice's slivers on every node", "deleted", (*svcmgr.Session).Delete)
 }
 
 func newSliceStatusCmd(g *globals) *cobra.Command {
@@ -422,26 +433,6 @@ func parseDays(s string) (time.Duration, error) {
 		return 0, errors.New("want a positive duration such as 14d or 36h")
 	}
 	return v, nil
-}
-
-func newSliceDeleteCmd(g *globals) *cobra.Command {
-	var quiet bool
-	c := &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Destroy a slice's slivers on every node",
-		Args:  exactArgs(1, "the slice's name"),
-		RunE: func(c *cobra.Command, args []string) error {
-			s, err := g.session()
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			res, err := s.Delete(c.Context(), args[0], svcmgr.Options{Progress: g.progress(quiet, 0)})
-			return g.finish("deleted", res, err)
-		},
-	}
-	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress lines")
-	return c
 }
 
 func newExecCmd(g *globals) *cobra.Command {
