@@ -3,11 +3,13 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/plab/plab/errdefs"
 )
@@ -48,6 +50,19 @@ func (e *ResponseError) Unwrap() error {
 		return errdefs.ErrUnavailable
 	}
 	return nil
+}
+
+// FetchCA asks PLC at baseURL for its CA and ticket keys over TLS that is
+// not verified: nothing in the answer may be trusted before its root is
+// checked against a pin (ca.ParseRoot).
+func FetchCA(ctx context.Context, baseURL string) (CA, error) {
+	c := &Client{BaseURL: baseURL, HTTP: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}}}} // #nosec: the caller checks the pin
+	var info CA
+	if err := c.Do(ctx, "GET", "/v1/ca", nil, &info); err != nil {
+		return CA{}, fmt.Errorf("fetch PLC's CA from %s: %w", baseURL, err)
+	}
+	return info, nil
 }
 
 // Do sends in (JSON, when not nil) with method to path and decodes the

@@ -12,17 +12,14 @@ package svcmgr
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/plab/plab/api"
 	"github.com/plab/plab/cred"
@@ -99,26 +96,17 @@ func Login(ctx context.Context, dir string, o LoginOptions) (LoginResult, error)
 	if o.Identity == "" {
 		return LoginResult{}, fmt.Errorf("no identity: give --key FILE (your SSH private key) or --agent: %w", errdefs.ErrInvalid)
 	}
-	insecure := &api.Client{BaseURL: o.PLC, HTTP: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}}}} // #nosec: checked against the pin below
-	var info api.CA
-	if err := insecure.Do(ctx, "GET", "/v1/ca", nil, &info); err != nil {
-		return LoginResult{}, fmt.Errorf("login: fetch PLC's CA from %s: %w", o.PLC, err)
-	}
-	root, err := ca.ParseCertificate([]byte(info.RootPEM))
+	info, err := api.FetchCA(ctx, o.PLC)
 	if err != nil {
-		return LoginResult{}, fmt.Errorf("login: PLC's CA: %w", err)
+		return LoginResult{}, fmt.Errorf("login: %w", err)
 	}
-	pub, err := cred.NewPublicKey(root.PublicKey)
+	// Without a pin, the CA PLC shows now is pinned (first use).
+	_, fp, err := ca.ParseRoot([]byte(info.RootPEM), o.CAFingerprint)
 	if err != nil {
-		return LoginResult{}, fmt.Errorf("login: PLC's CA: %w", err)
+		return LoginResult{}, fmt.Errorf("login at %s: %w; check the URL and the fingerprint your operator gave", o.PLC, err)
 	}
 	res := LoginResult{FirstUse: o.CAFingerprint == ""}
-	if !res.FirstUse && pub.Fingerprint() != o.CAFingerprint {
-		return LoginResult{}, fmt.Errorf("PLC at %s has CA key %s, not the pinned %s; check the URL and the fingerprint your operator gave: %w",
-			o.PLC, pub.Fingerprint(), o.CAFingerprint, errdefs.ErrDenied)
-	}
-	cfg := Config{PLC: strings.TrimSuffix(o.PLC, "/"), PLCName: info.Name, CAFingerprint: pub.Fingerprint(), Identity: o.Identity}
+	cfg := Config{PLC: strings.TrimSuffix(o.PLC, "/"), PLCName: info.Name, CAFingerprint: fp, Identity: o.Identity}
 	id, closeID, err := loadIdentity(cfg.Identity, o.AgentKey, o.Passphrase)
 	if err != nil {
 		return LoginResult{}, err

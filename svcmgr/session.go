@@ -69,12 +69,9 @@ func Open(dir string, passphrase func() ([]byte, error)) (*Session, error) {
 }
 
 func newSession(dir string, cfg Config, caPEM []byte, id cred.Identity) (*Session, error) {
-	root, err := ca.ParseCertificate(caPEM)
+	root, _, err := ca.ParseRoot(caPEM, cfg.CAFingerprint)
 	if err != nil {
-		return nil, fmt.Errorf("PLC's CA: %w; run plab login again", err)
-	}
-	if pub, err := cred.NewPublicKey(root.PublicKey); err != nil || pub.Fingerprint() != cfg.CAFingerprint {
-		return nil, fmt.Errorf("%s is not the CA pinned in the configuration (%s); run plab login again: %w", filepath.Join(dir, caFile), cfg.CAFingerprint, errdefs.ErrDenied)
+		return nil, fmt.Errorf("%s: %w; run plab login again", filepath.Join(dir, caFile), err)
 	}
 	s := &Session{Dir: dir, Config: cfg, ID: id, Now: time.Now, closeID: func() {}, nodes: map[string]api.Node{}}
 	if s.trust, err = ca.NewTrust(func() time.Time { return s.Now() }, root); err != nil {

@@ -39,9 +39,8 @@ func (s *Server) session(ctx context.Context, user, slice string, ch ssh.Channel
 			if !ok {
 				if started {
 					// The client is gone: the process's context ends with the
-					// connection.
-					code := <-done
-					_ = code
+					// connection; wait for it.
+					<-done
 				}
 				return
 			}

@@ -476,3 +476,31 @@ func TestKeypair(t *testing.T) {
 		t.Errorf("Get = %v, %v, want n1's certificate", got, err)
 	}
 }
+
+// TestParseRoot: a root's pin is its key's fingerprint; a pin of another
+// key is refused; garbage is refused.
+func TestParseRoot(t *testing.T) {
+	key, err := cred.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New("plc.test", key, 24*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemData := MarshalCertificate(c.Certificate())
+	root, fp, err := ParseRoot(pemData, "")
+	if err != nil || fp != key.Fingerprint() || !root.Equal(c.Certificate()) {
+		t.Fatalf("ParseRoot without a pin = %v, %s; want the root and %s", err, fp, key.Fingerprint())
+	}
+	if _, _, err := ParseRoot(pemData, key.Fingerprint()); err != nil {
+		t.Errorf("ParseRoot with its own pin: %v", err)
+	}
+	other, _ := cred.GenerateKey()
+	if _, _, err := ParseRoot(pemData, other.Fingerprint()); !errors.Is(err, errdefs.ErrDenied) || !strings.Contains(err.Error(), "not the pinned") {
+		t.Errorf("ParseRoot with another key's pin = %v, want ErrDenied", err)
+	}
+	if _, _, err := ParseRoot([]byte("not pem"), ""); err == nil {
+		t.Error("ParseRoot of garbage succeeded")
+	}
+}

@@ -90,3 +90,22 @@ func (k *Keypair) Get() (*tls.Certificate, error) {
 	}
 	return c, nil
 }
+
+// ParseRoot parses a CA root certificate (PEM) and returns it with its pin,
+// its key's fingerprint. With pin given, a root of another key is refused
+// (errdefs.ErrDenied): that is how an enrolling node or a logging-in user
+// trusts a CA fetched over an unverified connection.
+func ParseRoot(pemData []byte, pin cred.Fingerprint) (*x509.Certificate, cred.Fingerprint, error) {
+	root, err := ParseCertificate(pemData)
+	if err != nil {
+		return nil, "", fmt.Errorf("CA root: %w", err)
+	}
+	pub, err := cred.NewPublicKey(root.PublicKey)
+	if err != nil {
+		return nil, "", fmt.Errorf("CA root: %w", err)
+	}
+	if fp := pub.Fingerprint(); pin != "" && fp != pin {
+		return nil, "", fmt.Errorf("the CA key is %s, not the pinned %s: %w", fp, pin, errdefs.ErrDenied)
+	}
+	return root, pub.Fingerprint(), nil
+}
