@@ -30,41 +30,26 @@ func TestMain(m *testing.M) {
 
 func helper(job string, args []string) error {
 	switch job {
-	case "spoof": // SRC DST PORT COUNT: UDP packets from a forged source
+	case "spoof", "options": // SRC DST PORT COUNT: UDP packets from a forged source, or carrying an IP option (NOPs)
 		if len(args) != 4 {
-			return fmt.Errorf("spoof SRC DST PORT COUNT")
+			return fmt.Errorf("%s SRC DST PORT COUNT", job)
 		}
 		src, dst := netip.MustParseAddr(args[0]), netip.MustParseAddr(args[1])
 		port, _ := strconv.Atoi(args[2])
 		count, _ := strconv.Atoi(args[3])
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-		if err != nil {
-			return fmt.Errorf("raw socket: %w", err)
-		}
-		defer unix.Close(fd)
 		pkt := udpPacket(src, dst, 40000, uint16(port), []byte("spoofed"))
-		to := &unix.SockaddrInet4{Addr: dst.As4()}
-		for range count {
-			if err := unix.Sendto(fd, pkt, 0, to); err != nil {
-				return fmt.Errorf("send: %w", err)
-			}
+		if job == "options" {
+			plain := udpPacket(src, dst, 40001, uint16(port), []byte("options"))
+			// Insert four NOP option bytes after the 20-byte header: ihl 6.
+			pkt = append(append(append([]byte{}, plain[:20]...), 1, 1, 1, 1), plain[20:]...)
+			pkt[0] = 0x46
+			binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
 		}
-		fmt.Println("sent", count)
-		return nil
-	case "options": // SRC DST PORT COUNT: UDP packets carrying an IP option (NOPs)
-		src, dst := netip.MustParseAddr(args[0]), netip.MustParseAddr(args[1])
-		port, _ := strconv.Atoi(args[2])
-		count, _ := strconv.Atoi(args[3])
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		if err != nil {
 			return fmt.Errorf("raw socket: %w", err)
 		}
 		defer unix.Close(fd)
-		plain := udpPacket(src, dst, 40001, uint16(port), []byte("options"))
-		// Insert four NOP option bytes after the 20-byte header: ihl 6.
-		pkt := append(append(append([]byte{}, plain[:20]...), 1, 1, 1, 1), plain[20:]...)
-		pkt[0] = 0x46
-		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
 		to := &unix.SockaddrInet4{Addr: dst.As4()}
 		for range count {
 			if err := unix.Sendto(fd, pkt, 0, to); err != nil {
