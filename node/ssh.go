@@ -57,8 +57,7 @@ func LoadHostKey(dir string) (*cred.PrivateKey, string, error) {
 	return key, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))), nil
 }
 
-// newHostKey makes a host key at path (and path.pub), each written whole
-// or not at all.
+// newHostKey makes a host key at path (and path.pub).
 func newHostKey(path string) ([]byte, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -73,10 +72,12 @@ func newHostKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644); err != nil {
+	// The key is written whole and never over another; its public half,
+	// derived, may be.
+	if err := cred.WriteNewFile(path, data, 0o600); err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644); err != nil {
 		return nil, err
 	}
 	return data, nil
