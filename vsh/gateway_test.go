@@ -288,13 +288,7 @@ func TestConcurrentSessions(t *testing.T) {
 // slivers for scp and sftp.
 func helperBinary(t testing.TB) *os.File {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "plab")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/plab")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	f, err := os.Open(bin)
+	f, err := os.Open(testenv.StaticPlab(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -45,7 +43,7 @@ func startWorld(t testing.TB, n int) *world {
 	w.plc.Person(w.alice, "ucb", "user", "pi")
 	helper := ""
 	if n > 0 {
-		helper = staticPlab(t)
+		helper = testenv.StaticPlab(t)
 	}
 	for i := 1; i <= n; i++ {
 		site := []string{"ucb", "mit"}[(i-1)%2]
@@ -54,19 +52,6 @@ func startWorld(t testing.TB, n int) *world {
 		w.hosts = append(w.hosts, host)
 	}
 	return w
-}
-
-// staticPlab builds the plab binary without cgo: the SSH gateway runs it
-// inside slivers (whose busybox image has no libc) for scp and sftp.
-func staticPlab(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "plab")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // env is the environment the CLI runs with as alice.

@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -38,4 +39,19 @@ func RequireBinaries(t testing.TB, names ...string) {
 			Unmet(t, "%s not found in PATH; make test installs it (apt-get install the package providing %s)", n, n)
 		}
 	}
+}
+
+// StaticPlab builds the plab binary without cgo into a directory of t's
+// and returns its path: the binary tests run as a separate process, and
+// the one the SSH gateway runs inside slivers (whose images have no libc).
+func StaticPlab(t testing.TB) string {
+	t.Helper()
+	RequireBinaries(t, "go")
+	bin := filepath.Join(t.TempDir(), "plab")
+	build := exec.Command("go", "build", "-o", bin, "github.com/plab/plab/cmd/plab")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
