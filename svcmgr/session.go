@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -106,33 +105,6 @@ func (s *Session) Node(ctx context.Context, host string) (api.Node, error) {
 	s.nodes[host] = n
 	s.mu.Unlock()
 	return n, nil
-}
-
-// Nodes lists every node PLC knows (and caches them).
-func (s *Session) Nodes(ctx context.Context) ([]api.Node, error) {
-	var all []api.Node
-	after := ""
-	for {
-		var page api.List[api.Node]
-		path := "/v1/nodes"
-		if after != "" {
-			path += "?after=" + url.QueryEscape(after)
-		}
-		if err := s.PLC.Do(ctx, "GET", path, nil, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Items...)
-		if page.Next == "" {
-			break
-		}
-		after = page.Next
-	}
-	s.mu.Lock()
-	for _, n := range all {
-		s.nodes[n.Hostname] = n
-	}
-	s.mu.Unlock()
-	return all, nil
 }
 
 // NodeClient is a client of a node's API, checking the node's certificate
